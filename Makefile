@@ -1,0 +1,33 @@
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+LOOPER_HOME ?= ./.looper
+export LOOPER_HOME
+export DO_NOT_TRACK := 1
+export DAGSTER_HOME := $(abspath $(LOOPER_HOME))/dagster
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: venv
+	$(VENV)/bin/looper demo
+
+test: venv
+	$(VENV)/bin/ruff check looper_pipelines assets_tests bench
+	$(PY) -m pytest -n 2 --dist loadfile
+
+lint: venv
+	$(VENV)/bin/ruff check looper_pipelines assets_tests bench
+
+bench: venv
+	$(PY) bench/logging.py
+
+clean:
+	rm -rf $(LOOPER_HOME)

@@ -1,0 +1,120 @@
+"""The decision SDK: feature validation, cold start, exploration, observations."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from looper_pipelines.client import LooperClient, LooperInputError
+from looper_pipelines.logs import read_decisions, read_observations
+from looper_pipelines.logs.records import use_case_of
+
+OK = {"tenure_days": 12.0, "hour_of_day": 20}
+
+
+@pytest.fixture
+def client(home: Path):  # type: ignore[no-untyped-def]
+    c = LooperClient.local(home, seed=1)
+    yield c
+    c.close()
+
+
+def test_cold_start_serves_the_default_action_and_logs_durably(client: LooperClient, home: Path) -> None:
+    d = client.get_decision("notification_send", "u1", OK)
+    assert use_case_of(d.decision_id) == "notification_send"
+    assert d.model_version is None and d.scores == {}
+    assert d.blueprint_version == client.blueprints["notification_send"].version
+    logged = read_decisions(home, "notification_send")
+    row = logged.row(0, named=True)
+    assert row["decision_id"] == d.decision_id and row["action"] == d.action
+    assert math.isclose(row["propensity"], d.propensity)
+    # defaults filled in and logged, so training sees what serving saw
+    import json
+
+    feats = json.loads(row["features"])
+    assert feats["sessions_last_7d"] == 0 and feats["platform"] == "web" and feats["notif_open_rate"] is None
+
+
+def test_propensities_match_the_empirical_action_frequencies(client: LooperClient) -> None:
+    actions = [client.get_decision("notification_send", f"u{i}", OK) for i in range(4000)]
+    bp = client.blueprints["notification_send"]
+    eps, share = bp.decision.exploration.epsilon, bp.experiment.share  # type: ignore[union-attr]
+    expected_dont = (1 - share) * eps / 2 + share * 0.5  # default is send
+    freq = np.mean([d.action == "dont_send" for d in actions])
+    assert abs(freq - expected_dont) < 0.03
+    for d in actions:
+        p = expected_dont if d.action == "dont_send" else 1 - expected_dont
+        assert math.isclose(d.propensity, p, rel_tol=1e-9)
+    assert any(d.experiment_arm for d in actions) and any(d.explored for d in actions)
+    probs = client.action_probabilities("notification_send", [OK, OK])
+    assert np.allclose(probs, [[expected_dont, 1 - expected_dont]] * 2)
+
+
+@pytest.mark.parametrize(
+    ("features", "field", "fragment"),
+    [
+        ({"hour_of_day": 3}, "features.tenure_days", "required"),
+        ({**OK, "tenure_days": "10"}, "features.tenure_days", "expected a number"),
+        ({**OK, "tenure_days": float("nan")}, "features.tenure_days", "finite"),
+        ({**OK, "hour_of_day": 2.5}, "features.hour_of_day", "integer"),
+        ({**OK, "hour_of_day": 30}, "features.hour_of_day", "maximum"),
+        ({**OK, "platform": "blackberry"}, "features.platform", "not one of"),
+        ({**OK, "platform": 1}, "features.platform", "category"),
+        ({**OK, "colour": "red"}, "features.colour", "unknown feature"),
+        ({**OK, "sessions_last_7d": True}, "features.sessions_last_7d", "expected a number"),
+    ],
+)
+def test_bad_features_name_the_feature(client: LooperClient, home: Path, features: dict, field: str, fragment: str) -> None:
+    with pytest.raises(LooperInputError) as e:
+        client.get_decision("notification_send", "u1", features)
+    assert e.value.field == field and fragment in e.value.problem
+    assert read_decisions(home, "notification_send").height == 0  # nothing logged for a rejected call
+
+
+def test_bad_call_arguments(client: LooperClient) -> None:
+    with pytest.raises(LooperInputError, match="use_case"):
+        client.get_decision("nope", "u1", OK)
+    with pytest.raises(LooperInputError, match="subject_id"):
+        client.get_decision("notification_send", "", OK)
+    with pytest.raises(LooperInputError, match="features"):
+        client.get_decision("notification_send", "u1", [1, 2])  # type: ignore[arg-type]
+
+
+def test_observations_validate_and_are_idempotent(client: LooperClient, home: Path) -> None:
+    d = client.get_decision("notification_send", "u1", OK)
+    oid = client.log_observation(d.decision_id, "click", 1, observation_id="o-1")
+    assert client.log_observation(d.decision_id, "click", 1, observation_id="o-1") == oid
+    for bad_value in (float("nan"), float("inf"), "1"):
+        with pytest.raises(LooperInputError, match="value"):
+            client.log_observation(d.decision_id, "click", bad_value)  # type: ignore[arg-type]
+    with pytest.raises(LooperInputError, match="binary"):
+        client.log_observation(d.decision_id, "click", 0.5)
+    with pytest.raises(LooperInputError, match="name"):
+        client.log_observation(d.decision_id, "purchase", 1)
+    with pytest.raises(LooperInputError, match="decision_id"):
+        client.log_observation("not-an-id", "click", 1)
+    # a decision this process never saw (made elsewhere) is accepted
+    foreign = "0" * 28 + "-notification_send"
+    client.log_observation(foreign, "unsubscribe", True)
+    client.log_observation("ext-42", "click", 1, use_case="notification_send")
+    obs = read_observations(home, "notification_send")
+    assert obs.height == 3 and set(obs["decision_id"]) == {d.decision_id, foreign, "ext-42"}
+
+
+def test_observation_ids_are_deduplicated_across_processes(home: Path) -> None:
+    with LooperClient.local(home) as a, LooperClient.local(home) as b:
+        d = a.get_decision("notification_send", "u1", OK)
+        a.log_observation(d.decision_id, "click", 1, observation_id="same")
+        b.log_observation(d.decision_id, "click", 1, observation_id="same")
+    assert read_observations(home, "notification_send").height == 1
+
+
+def test_multi_action_cold_start(client: LooperClient) -> None:
+    d = client.get_decision("item_recommendation", "u1", {"age": 30.0, "segment": "tech", "is_new_user": False})
+    assert d.action.startswith("item_") and 0 < d.propensity <= 1
+    probs = client.action_probabilities("item_recommendation", [{}])
+    assert probs.shape == (1, 8) and math.isclose(probs.sum(), 1.0)
+    assert probs[0, 0] == pytest.approx(0.8 + 0.2 / 8)

@@ -1,0 +1,1 @@
+"""Looper: an open end-to-end ML platform for product decisions."""

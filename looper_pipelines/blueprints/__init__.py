@@ -1,0 +1,22 @@
+"""Strategy blueprints: one typed, versioned YAML file per use case."""
+
+from looper_pipelines.blueprints.loader import (
+    BlueprintError,
+    blueprint_dirs,
+    load_blueprint,
+    load_catalog,
+    parse_blueprint,
+)
+from looper_pipelines.blueprints.model import Blueprint, Feature, Label, linear_weights
+
+__all__ = [
+    "Blueprint",
+    "BlueprintError",
+    "Feature",
+    "Label",
+    "blueprint_dirs",
+    "linear_weights",
+    "load_blueprint",
+    "load_catalog",
+    "parse_blueprint",
+]

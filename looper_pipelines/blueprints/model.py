@@ -1,0 +1,386 @@
+"""The strategy blueprint: everything that defines one use case's decision strategy.
+
+A blueprint is loaded from YAML (see ``loader.py``), validated into these typed models and
+versioned by a content hash of its normalised form. Changing ``features`` or ``labels``
+starts a new model lineage (``lineage_version``); changing policy parameters alone does not.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Exploration(_Strict):
+    """Randomisation mixed into the greedy choice, with the propensity logged.
+
+    Binary decisions use epsilon-greedy; multi-action decisions a uniform mixture. Both are
+    ``(1 - epsilon) * greedy + epsilon * uniform`` over the actions.
+    """
+
+    epsilon: float = Field(0.05, ge=0.0, le=1.0)
+
+
+class Decision(_Strict):
+    kind: Literal["binary", "multi_action"]
+    actions: list[Name] = Field(min_length=2)
+    default_action: Name
+    treatment_action: Name | None = None
+    exploration: Exploration = Exploration()
+
+    @model_validator(mode="after")
+    def _check(self) -> Decision:
+        if len(set(self.actions)) != len(self.actions):
+            raise ValueError("actions must be unique")
+        if self.kind == "binary" and len(self.actions) != 2:
+            raise ValueError(f"a binary decision has exactly 2 actions, got {len(self.actions)}")
+        if self.default_action not in self.actions:
+            raise ValueError(f"default_action {self.default_action!r} is not one of {self.actions}")
+        if self.treatment_action is not None and self.treatment_action not in self.actions:
+            raise ValueError(f"treatment_action {self.treatment_action!r} is not one of {self.actions}")
+        return self
+
+    @property
+    def treatment(self) -> str:
+        """The 'treat' action of a binary decision (the second action unless set)."""
+        return self.treatment_action or self.actions[-1]
+
+    @property
+    def control(self) -> str:
+        return next(a for a in self.actions if a != self.treatment)
+
+
+class Feature(_Strict):
+    """One model input. ``default`` absent means the feature is required; ``default: null``
+    means a missing value reaches the model as missing (NaN)."""
+
+    name: Name
+    type: Literal["float", "int", "bool", "category"]
+    categories: list[str] | None = None
+    default: float | int | bool | str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Feature:
+        if self.type == "category":
+            if not self.categories:
+                raise ValueError("a category feature needs a non-empty 'categories' list")
+            if len(set(self.categories)) != len(self.categories):
+                raise ValueError("categories must be unique")
+        elif self.categories is not None:
+            raise ValueError(f"'categories' is only allowed for category features, not {self.type}")
+        if "default" in self.model_fields_set and self.default is not None:
+            _check_default(self)
+        return self
+
+    @property
+    def required(self) -> bool:
+        return "default" not in self.model_fields_set
+
+
+def _check_default(f: Feature) -> None:
+    d = f.default
+    if f.type == "category":
+        if not isinstance(d, str) or d not in (f.categories or []):
+            raise ValueError(f"default {d!r} is not one of the categories {f.categories}")
+    elif f.type == "bool":
+        if not isinstance(d, bool):
+            raise ValueError(f"default {d!r} is not a boolean")
+    elif isinstance(d, bool) or not isinstance(d, int | float) or not math.isfinite(float(d)):
+        raise ValueError(f"default {d!r} is not a finite number")
+    elif f.type == "int" and float(d) != int(d):
+        raise ValueError(f"default {d!r} is not an integer")
+
+
+class Label(_Strict):
+    """A label: observations named ``name`` within ``window_hours`` after the decision,
+    aggregated with ``aggregation``; no observation in the window gives ``fill_value``."""
+
+    name: Name
+    kind: Literal["binary", "real"]
+    window_hours: float = Field(gt=0, le=24 * 90)
+    aggregation: Literal["max", "sum", "count"] = "max"
+    fill_value: float = 0.0
+
+
+class Guardrail(_Strict):
+    """The label's mean under a policy may exceed its mean under always-``baseline_action``
+    by at most ``max_increase``."""
+
+    label: Name
+    max_increase: float = Field(ge=0)
+    baseline_action: Name | None = None
+
+
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.USub,
+    ast.UAdd,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+)
+
+
+class Objective(_Strict):
+    """The product metric: a linear expression over labels, e.g. ``click - 5 * unsubscribe``."""
+
+    expression: str
+    guardrails: list[Guardrail] = []
+
+    @field_validator("expression")
+    @classmethod
+    def _parse(cls, v: str) -> str:
+        linear_weights(v)
+        return v
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return linear_weights(self.expression)
+
+
+def linear_weights(expression: str) -> dict[str, float]:
+    """Weights of a linear expression over label names (raises ValueError otherwise)."""
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as e:
+        raise ValueError(f"cannot parse expression {expression!r}: {e.msg}") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise ValueError(f"expression {expression!r} may only use + - * / numbers and label names")
+
+    def walk(node: ast.AST) -> tuple[dict[str, float], float]:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+                raise ValueError(f"constant {node.value!r} is not a number")
+            return {}, float(node.value)
+        if isinstance(node, ast.Name):
+            return {node.id: 1.0}, 0.0
+        if isinstance(node, ast.UnaryOp):
+            w, c = walk(node.operand)
+            s = -1.0 if isinstance(node.op, ast.USub) else 1.0
+            return {k: s * x for k, x in w.items()}, s * c
+        assert isinstance(node, ast.BinOp)
+        lw, lc = walk(node.left)
+        rw, rc = walk(node.right)
+        if isinstance(node.op, ast.Add | ast.Sub):
+            s = 1.0 if isinstance(node.op, ast.Add) else -1.0
+            out = dict(lw)
+            for k, x in rw.items():
+                out[k] = out.get(k, 0.0) + s * x
+            return out, lc + s * rc
+        if isinstance(node.op, ast.Mult):
+            if lw and rw:
+                raise ValueError(f"expression {expression!r} is not linear in the labels")
+            if lw:
+                return {k: x * rc for k, x in lw.items()}, lc * rc
+            return {k: x * lc for k, x in rw.items()}, lc * rc
+        if rw:
+            raise ValueError(f"expression {expression!r} divides by a label")
+        if rc == 0:
+            raise ValueError(f"expression {expression!r} divides by zero")
+        return {k: x / rc for k, x in lw.items()}, lc / rc
+
+    weights, _ = walk(tree)
+    return weights
+
+
+class ModelSpec(_Strict):
+    """One LightGBM model per label; ``task`` follows the label kind unless set."""
+
+    labels: list[Name] | None = None
+    params: dict[str, Any] = {}
+    num_boost_round: int = Field(200, ge=1, le=20000)
+    early_stopping_rounds: int = Field(20, ge=1)
+    validation_days: int = Field(1, ge=1)
+
+
+class Parameter(_Strict):
+    name: Name
+    value: float
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _check(self) -> Parameter:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low <= self.high):
+            raise ValueError(f"need finite low <= high, got low={self.low}, high={self.high}")
+        if not self.low <= self.value <= self.high:
+            raise ValueError(f"value {self.value} is outside [{self.low}, {self.high}]")
+        return self
+
+
+class Policy(_Strict):
+    """How scores become an action.
+
+    - ``threshold``: binary: treat when the score of ``score_label`` (treatment minus
+      control) exceeds ``threshold``; multi-action: the best-scoring action.
+    - ``weighted_value``: value(a) = sum over labels of weight * predicted label; parameters
+      named ``weight_<label>`` override the objective's weights; binary: treat when the
+      value gained by treating exceeds ``threshold``; multi-action: the best-value action.
+    - ``cate_threshold``: treat when the estimated effect on the objective exceeds ``cost``.
+    """
+
+    kind: Literal["threshold", "weighted_value", "cate_threshold"]
+    score_label: Name | None = None
+    parameters: list[Parameter] = []
+    trials: int = Field(40, ge=1, le=5000)
+
+    @model_validator(mode="after")
+    def _check(self) -> Policy:
+        names = [p.name for p in self.parameters]
+        if len(set(names)) != len(names):
+            raise ValueError("policy parameter names must be unique")
+        return self
+
+    @property
+    def values(self) -> dict[str, float]:
+        return {p.name: p.value for p in self.parameters}
+
+
+class Arm(_Strict):
+    name: Name
+    action: Name
+    probability: float = Field(gt=0, le=1)
+
+
+class Experiment(_Strict):
+    """A randomised experiment on a share of traffic (for causal evaluation)."""
+
+    share: float = Field(0.1, ge=0, le=1)
+    arms: list[Arm] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _check(self) -> Experiment:
+        total = sum(a.probability for a in self.arms)
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"arm probabilities must sum to 1, got {total:g}")
+        if len({a.name for a in self.arms}) != len(self.arms):
+            raise ValueError("arm names must be unique")
+        return self
+
+
+class Promotion(_Strict):
+    min_examples: int = Field(500, ge=0)
+    max_metric_regression: float = Field(0.0, ge=0)
+    min_lift_confidence: float = Field(0.9, gt=0, lt=1)
+    require_positive_lift: bool = True
+
+
+class Schedule(_Strict):
+    cron: str = "0 3 * * *"
+    enabled: bool = False
+
+
+class Blueprint(_Strict):
+    name: Name
+    description: str = ""
+    decision: Decision
+    features: list[Feature] = Field(min_length=1)
+    labels: list[Label] = Field(min_length=1)
+    objective: Objective
+    model: ModelSpec = ModelSpec()
+    policy: Policy
+    experiment: Experiment | None = None
+    promotion: Promotion = Promotion()
+    schedule: Schedule = Schedule()
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Blueprint:
+        feats = [f.name for f in self.features]
+        if len(set(feats)) != len(feats):
+            raise ValueError(f"feature names must be unique, got {feats}")
+        labels = [lb.name for lb in self.labels]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"label names must be unique, got {labels}")
+        for k in self.objective.weights:
+            if k not in labels:
+                raise ValueError(f"objective.expression uses {k!r}, which is not a label ({labels})")
+        for g in self.objective.guardrails:
+            if g.label not in labels:
+                raise ValueError(f"guardrail label {g.label!r} is not a label ({labels})")
+            if g.baseline_action is not None and g.baseline_action not in self.decision.actions:
+                raise ValueError(f"guardrail baseline_action {g.baseline_action!r} is not an action")
+        for lb in self.model.labels or []:
+            if lb not in labels:
+                raise ValueError(f"model.labels names {lb!r}, which is not a label ({labels})")
+        if self.policy.score_label is not None and self.policy.score_label not in labels:
+            raise ValueError(f"policy.score_label {self.policy.score_label!r} is not a label")
+        if self.policy.kind == "cate_threshold" and self.decision.kind != "binary":
+            raise ValueError("policy kind cate_threshold needs a binary decision")
+        if self.experiment is not None:
+            for arm in self.experiment.arms:
+                if arm.action not in self.decision.actions:
+                    raise ValueError(f"experiment arm {arm.name!r} uses unknown action {arm.action!r}")
+        return self
+
+    # -- derived -----------------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def label_names(self) -> list[str]:
+        return [lb.name for lb in self.labels]
+
+    @property
+    def model_labels(self) -> list[str]:
+        return list(self.model.labels or self.label_names)
+
+    @property
+    def score_label(self) -> str:
+        return self.policy.score_label or self.model_labels[0]
+
+    def label(self, name: str) -> Label:
+        return next(lb for lb in self.labels if lb.name == name)
+
+    def normalised(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=False)
+
+    @property
+    def version(self) -> str:
+        """Content hash of the normalised blueprint."""
+        return _digest(self.normalised())
+
+    @property
+    def lineage_version(self) -> str:
+        """Hash of what a trained model depends on: features, labels, actions, model."""
+        d = self.normalised()
+        return _digest({k: d[k] for k in ("name", "features", "labels", "model")}
+                       | {"actions": d["decision"]["actions"]})
+
+    @property
+    def policy_version(self) -> str:
+        d = self.normalised()
+        return _digest({"policy": d["policy"], "objective": d["objective"]})
+
+
+def _digest(obj: Any) -> str:
+    raw = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def is_valid_name(name: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, name) is not None

@@ -1,0 +1,1 @@
+"""The ``looper`` command line."""

@@ -1,0 +1,72 @@
+"""``looper status``: per use case, champion and challenger, last runs, checks, tracking."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from looper_pipelines.blueprints import load_catalog
+from looper_pipelines.home import HomeLayout
+
+
+def collect(home: str | None) -> dict[str, Any]:
+    from looper_pipelines.registry import CHALLENGER, CHAMPION, ModelRegistry
+    from looper_pipelines.serving.runtime import current_version
+
+    layout = HomeLayout.of(home)
+    uri = os.environ.get("MLFLOW_TRACKING_URI", layout.tracking_uri)
+    registry = ModelRegistry(uri, layout.artifact_root) if (layout.mlflow / "mlflow.db").exists() or "MLFLOW_TRACKING_URI" in os.environ else None
+    instance = None
+    if (layout.dagster_home / "dagster.yaml").exists():
+        from looper_pipelines.orchestration import instance_for
+
+        instance = instance_for(layout)
+    out: dict[str, Any] = {"home": str(layout.root), "tracking_uri": uri, "use_cases": {}}
+    for name, bp in sorted(load_catalog(layout.root).items()):
+        entry: dict[str, Any] = {"blueprint_version": bp.version}
+        for alias in (CHAMPION, CHALLENGER):
+            v = registry.by_alias(name, alias) if registry else None
+            entry[alias] = None if v is None else {"version": v.version, "policy_version": v.tags.get("policy_version"),
+                                                   "run_id": v.run_id}
+        entry["serving_version"] = current_version(layout, name)
+        checks_file = layout.state / "checks" / f"{name}.json"
+        entry["checks"] = {k: ("passed" if c["passed"] else "FAILED") for k, c in json.loads(checks_file.read_text()).items()} if checks_file.exists() else {}
+        entry["last_materialization"] = _last_materialization(instance, name)
+        out["use_cases"][name] = entry
+    return out
+
+
+def _last_materialization(instance: Any, use_case: str) -> dict[str, str] | None:
+    if instance is None:
+        return None
+    from dagster import AssetKey
+
+    best = None
+    for asset in ("decision_logs", "trained_model", "published_deployment"):
+        ev = instance.get_latest_materialization_event(AssetKey([use_case, asset]))
+        if ev is not None and (best is None or ev.timestamp > best[1]):
+            best = (asset, ev.timestamp)
+    if best is None:
+        return None
+    from datetime import UTC, datetime
+
+    return {"asset": best[0], "at": datetime.fromtimestamp(best[1], UTC).isoformat(timespec="seconds")}
+
+
+def run(args: argparse.Namespace) -> int:
+    doc = collect(args.home)
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return 0
+    print(f"home: {doc['home']}\ntracking: {doc['tracking_uri']}")
+    for name, e in doc["use_cases"].items():
+        champ = e["champion"]["version"] if e["champion"] else "-"
+        chall = e["challenger"]["version"] if e["challenger"] else "-"
+        last = e["last_materialization"]
+        failed = [k for k, v in e["checks"].items() if v != "passed"]
+        print(f"{name}: champion {champ}, challenger {chall}, serving {e['serving_version'] or '-'}, "
+              f"last {last['asset'] + ' at ' + last['at'] if last else '-'}, "
+              f"checks {'all passed' if e['checks'] and not failed else ('failed: ' + ', '.join(failed) if failed else '-')}")
+    return 0

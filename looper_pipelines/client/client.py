@@ -1,0 +1,219 @@
+"""``LooperClient``: the two calls product code makes."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from looper_pipelines.blueprints import Blueprint, load_catalog
+from looper_pipelines.client.decision import Decision
+from looper_pipelines.client.engine import DecisionEngine
+from looper_pipelines.client.errors import LooperInputError, UnknownUseCaseError
+from looper_pipelines.home import HomeLayout
+from looper_pipelines.logs import LogStore
+from looper_pipelines.logs.records import (
+    DECISIONS,
+    OBSERVATIONS,
+    ids,
+    new_decision_id,
+    now_us,
+    use_case_of,
+)
+from looper_pipelines.serving.runtime import DeploymentWatcher
+
+Durability = Literal["default", "strict", "disabled"]
+_SEEN_OBSERVATIONS = 200_000
+
+
+class LooperClient:
+    """Decisions and observations for every use case whose blueprint is found.
+
+    ``get_decision`` returns only after the decision record has reached the operating
+    system (``strict``: after fsync). The champion model and policy are picked up from the
+    published serving artifact and hot-swapped when a new one is promoted.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        blueprints: Mapping[str, Blueprint] | None = None,
+        clock: Callable[[], int] | None = None,
+        log_durability: Durability = "default",
+        fsync_interval_s: float = 0.1,
+        reload_interval_s: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        self.layout = HomeLayout.of(home)
+        self.home: Path = self.layout.root
+        self.blueprints = dict(blueprints) if blueprints is not None else load_catalog(self.home)
+        self._clock = clock or now_us
+        self._log = LogStore(self.home, durability=log_durability, fsync_interval_s=fsync_interval_s)
+        rng = random.Random(seed)
+        self._engines = {name: DecisionEngine(bp, rng) for name, bp in self.blueprints.items()}
+        self._watcher = DeploymentWatcher(self.layout, self._engines, interval_s=reload_interval_s)
+        self._watcher.refresh(force=True)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_lock = threading.Lock()
+
+    @classmethod
+    def local(cls, home: str | os.PathLike[str] | None = None, **kwargs: Any) -> LooperClient:
+        """The embedded default: logs, models and state under ``home`` (or $LOOPER_HOME)."""
+        return cls(home, **kwargs)
+
+    # -- the two calls --------------------------------------------------------------------
+    def get_decision(self, use_case: str, subject_id: str, features: Mapping[str, Any]) -> Decision:
+        engine = self._engine(use_case)
+        if not isinstance(subject_id, str) or not subject_id:
+            raise LooperInputError("subject_id", "must be a non-empty string")
+        self._watcher.maybe_refresh()
+        normalised, c = engine.choose(features)
+        dep = c.deployment
+        ts = self._clock()
+        decision_id = new_decision_id(use_case, ts)
+        action = engine.actions[c.action_index]
+        self._log.append(
+            DECISIONS,
+            use_case,
+            {
+                "decision_id": decision_id,
+                "use_case": use_case,
+                "subject_id": subject_id,
+                "timestamp": ts,
+                "features": normalised,
+                "action": action,
+                "action_index": c.action_index,
+                "propensity": c.propensity,
+                "scores": c.scores,
+                "model_version": dep.model_version,
+                "blueprint_version": engine.blueprint_version,
+                "policy_version": dep.policy_version,
+                "explored": c.explored,
+                "experiment_arm": c.experiment_arm,
+                "assignment_probability": c.assignment_probability,
+            },
+        )
+        return Decision(
+            decision_id=decision_id,
+            use_case=use_case,
+            subject_id=subject_id,
+            action=action,
+            propensity=c.propensity,
+            scores=c.scores,
+            model_version=dep.model_version,
+            blueprint_version=engine.blueprint_version,
+            policy_version=dep.policy_version,
+            explored=c.explored,
+            experiment_arm=c.experiment_arm,
+            timestamp_us=ts,
+        )
+
+    def log_observation(
+        self,
+        decision_id: str,
+        name: str,
+        value: float | int | bool,
+        observation_id: str | None = None,
+        *,
+        use_case: str | None = None,
+    ) -> str:
+        """Record an outcome of a decision; returns the observation id. Idempotent by
+        ``observation_id``. The decision may have been made by another process."""
+        if not isinstance(decision_id, str) or not decision_id:
+            raise LooperInputError("decision_id", "must be a non-empty string")
+        uc = use_case or use_case_of(decision_id)
+        if uc is None:
+            raise LooperInputError(
+                "decision_id", f"{decision_id!r} is not a Looper decision id; pass use_case= for imported ids"
+            )
+        engine = self._engine(uc)
+        bp = engine.blueprint
+        if name not in bp.label_names:
+            raise LooperInputError("name", f"{name!r} is not a label of {uc!r}; expected one of {bp.label_names}")
+        x = _check_observation_value(value)
+        if bp.label(name).kind == "binary" and x not in (0.0, 1.0):
+            raise LooperInputError("value", f"label {name!r} is binary: expected 0 or 1, got {value!r}")
+        if observation_id is None:
+            observation_id = ids.new()
+        elif not isinstance(observation_id, str) or not observation_id:
+            raise LooperInputError("observation_id", "must be a non-empty string when given")
+        with self._seen_lock:
+            if observation_id in self._seen:
+                return observation_id
+            self._seen[observation_id] = None
+            if len(self._seen) > _SEEN_OBSERVATIONS:
+                self._seen.popitem(last=False)
+        self._log.append(
+            OBSERVATIONS,
+            uc,
+            {
+                "observation_id": observation_id,
+                "decision_id": decision_id,
+                "use_case": uc,
+                "name": name,
+                "value": x,
+                "timestamp": self._clock(),
+            },
+        )
+        return observation_id
+
+    # -- beyond the two calls --------------------------------------------------------------
+    def action_probabilities(self, use_case: str, rows: list[Mapping[str, Any]]) -> np.ndarray:
+        """(n, K) probability of each action (blueprint order) under the deployed stochastic
+        policy, exploration and experiment included; nothing is logged."""
+        self._watcher.maybe_refresh()
+        return self._engine(use_case).probabilities(rows)
+
+    def refresh(self) -> None:
+        """Pick up a newly published champion now rather than at the next check."""
+        self._watcher.refresh(force=True)
+
+    def deployment(self, use_case: str) -> Any:
+        return self._engine(use_case).deployment
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        """The clock that timestamps records (epoch microseconds)."""
+        return self._clock
+
+    @property
+    def use_cases(self) -> list[str]:
+        return sorted(self._engines)
+
+    def close(self) -> None:
+        self._log.close()
+
+    def __enter__(self) -> LooperClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _engine(self, use_case: str) -> DecisionEngine:
+        try:
+            return self._engines[use_case]
+        except (KeyError, TypeError):
+            raise UnknownUseCaseError(
+                "use_case", f"no blueprint named {use_case!r}; known: {sorted(self._engines)}"
+            ) from None
+
+
+def _check_observation_value(value: Any) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, int | float):
+        raise LooperInputError("value", f"expected a number, got {type(value).__name__}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise LooperInputError("value", f"must be finite, got {value!r}")
+    return x
+
+

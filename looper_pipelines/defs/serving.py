@@ -1,0 +1,73 @@
+"""serving_artifact (compiled champion), its blocking parity check, and publication."""
+
+
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    asset,
+)
+
+from looper_pipelines.defs.resources import LooperHome, MlflowTracking
+
+PARITY_TOLERANCE = 1e-6
+
+
+def build_serving_assets(use_case: str) -> list[Any]:
+    key = AssetKey([use_case, "serving_artifact"])
+
+    @asset(
+        key=key,
+        deps=[AssetKey([use_case, "promotion"])],
+        group_name=use_case,
+        kinds={"treelite"},
+        check_specs=[AssetCheckSpec("compiled_parity", asset=key, blocking=True,
+                                    description=f"compiled predictions within {PARITY_TOLERANCE} of LightGBM")],
+        description="The champion compiled by Treelite/TL2cgen into a shared library with a manifest.",
+    )
+    def serving_artifact(context: AssetExecutionContext, looper_home: LooperHome, mlflow_tracking: MlflowTracking):  # type: ignore[no-untyped-def]
+        from looper_pipelines.evaluation.holdout import all_examples, holdout
+        from looper_pipelines.promotion.flow import build_champion_artifact
+        from looper_pipelines.registry import CHAMPION
+        from looper_pipelines.serving.publish import parity, version_dir
+
+        bp = looper_home.blueprint(use_case)
+        layout = looper_home.layout
+        registry = mlflow_tracking.registry()
+        if registry.by_alias(use_case, CHAMPION) is None:
+            looper_home.write_state(f"serving/{use_case}.json", {"built": None, "parity_ok": False})
+            yield MaterializeResult(metadata={"status": "no champion yet: the default action keeps serving"})
+            yield AssetCheckResult(check_name="compiled_parity", passed=True, description="nothing to compile")
+            return
+        vid, champion, boosters = build_champion_artifact(layout, registry, bp)
+        valid = holdout(bp, all_examples(bp, layout.warehouse))
+        diffs = parity(layout, use_case, vid, boosters, valid.x_with_action)
+        worst = max(diffs.values()) if diffs else 0.0
+        looper_home.write_state(f"serving/{use_case}.json", {"built": vid, "parity_ok": worst <= PARITY_TOLERANCE})
+        yield MaterializeResult(metadata={"serving_version": vid, "model_version": champion.version,
+                                          "path": str(version_dir(layout, use_case, vid)), "max_abs_diff": worst})
+        yield AssetCheckResult(check_name="compiled_parity", passed=worst <= PARITY_TOLERANCE,
+                               metadata={"max_abs_diff": worst, "rows": int(valid.x.shape[0]), **{f"diff_{k}": v for k, v in diffs.items()}})
+
+    @asset(
+        key=AssetKey([use_case, "published_deployment"]),
+        deps=[serving_artifact],
+        group_name=use_case,
+        description="Points the decision service at the parity-checked artifact (hot reload).",
+    )
+    def published_deployment(context: AssetExecutionContext, looper_home: LooperHome) -> MaterializeResult:
+        from looper_pipelines.serving.publish import activate
+
+        state = looper_home.read_state(f"serving/{use_case}.json")
+        if state.get("built") is None:
+            return MaterializeResult(metadata={"status": "no champion yet: nothing published"})
+        if not state.get("parity_ok"):
+            raise ValueError(f"serving artifact {state.get('built')} failed its parity check; not publishing")
+        activate(looper_home.layout, use_case, state["built"])
+        return MaterializeResult(metadata={"serving_version": state["built"]})
+
+    return [serving_artifact, published_deployment]

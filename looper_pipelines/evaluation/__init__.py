@@ -1,0 +1,1 @@
+"""Offline evaluation: holdout metrics, plots, and off-policy value of decision policies."""

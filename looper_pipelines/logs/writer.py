@@ -1,0 +1,504 @@
+"""``LogStore``: the append-only segment writer of one process.
+
+An append encodes the record with orjson, prefixes its crc32 and issues one unbuffered
+``os.write`` of the whole line on an ``O_APPEND`` descriptor. When that write returns the
+record is in the operating system: a killed process loses nothing it acknowledged.
+
+Durability modes:
+
+- ``default``: a background daemon thread fsyncs the segments written since its last
+  round every ``fsync_interval_s`` (a machine crash loses at most that window).
+- ``strict``: ``append`` returns after an fsync covering the record. Concurrent callers
+  share fsyncs (group commit): one of the waiting threads becomes the leader and fsyncs
+  everything written so far while the others wait on a condition.
+- ``disabled``: ``append`` does nothing (to measure what logging costs).
+
+Each writer has one active segment per (kind, use case), ``<stem>.open``, on which it
+holds an exclusive ``flock`` (see ``segments``). A segment is retired when it reaches
+``max_segment_bytes`` or ``max_segment_age_s`` (checked at append with one monotonic
+clock read, and for idle segments by the background thread); the background thread then
+fsyncs it, renames it to ``<stem>.seg`` (sealed) and closes it, off the append path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+import warnings
+import weakref
+import zlib
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from looper_pipelines.home import HomeLayout
+from looper_pipelines.logs import segments as sg
+from looper_pipelines.logs.records import ID_COLUMN, KINDS
+
+Durability = Literal["default", "strict", "disabled"]
+DURABILITIES = ("default", "strict", "disabled")
+
+_DUMPS = orjson.dumps
+_OPTS = orjson.OPT_SERIALIZE_NUMPY
+_CRC32 = zlib.crc32
+_WRITE = os.write
+_MONOTONIC = time.monotonic
+_ID_COLUMN = dict(ID_COLUMN)
+
+
+class _Segment:
+    __slots__ = (
+        "closed",
+        "deadline",
+        "dir_synced",
+        "fd",
+        "key",
+        "path",
+        "size",
+        "sync_lock",
+        "synced",
+    )
+
+    def __init__(self, key: tuple[str, str], path: Path, fd: int, deadline: float) -> None:
+        self.key = key
+        self.path = path
+        self.fd = fd
+        self.size = 0  # bytes acknowledged (written in whole lines)
+        self.synced = 0  # bytes known to be fsynced
+        self.deadline = deadline
+        self.dir_synced = False  # the directory entry of the new file is durable
+        self.closed = False
+        self.sync_lock = threading.Lock()  # serialises fsync and sealing of this segment
+
+
+def _bad_record(kind: Any, record: Any) -> ValueError:
+    if kind not in KINDS:
+        return ValueError(f"unknown log kind {kind!r}; expected one of {KINDS}")
+    if not isinstance(record, dict):
+        return ValueError(f"a {kind} record must be a dict, got {type(record).__name__}")
+    idcol = _ID_COLUMN[kind]
+    if not isinstance(record.get(idcol), str):
+        return ValueError(f"a {kind} record needs {idcol!r} as a string, got {record.get(idcol)!r}")
+    ts = record.get("timestamp")
+    return ValueError(
+        f"a {kind} record needs 'timestamp' as an int (epoch microseconds, UTC), got {ts!r}"
+    )
+
+
+class _Writer:
+    """The state of a LogStore; the background thread refers to this, not to the store."""
+
+    def __init__(
+        self,
+        logs: Path,
+        durability: str,
+        fsync_interval_s: float,
+        max_segment_bytes: int,
+        max_segment_age_s: float,
+    ) -> None:
+        self.logs = logs
+        self.durability = durability
+        self.interval = fsync_interval_s
+        self.max_bytes = max_segment_bytes
+        self.max_age = max_segment_age_s
+        self._init_state()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def _init_state(self) -> None:
+        self.lock = threading.Lock()  # guards the active map, sizes and the sequence
+        self.commit = threading.Condition(threading.Lock())  # group commit (strict)
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        self.active: dict[tuple[str, str], _Segment] = {}
+        self.retired: list[_Segment] = []  # detached, waiting to be sealed
+        self.closed = False
+        self.thread: threading.Thread | None = None
+        self.token = os.urandom(4).hex()
+        self.seg_seq = 0
+        self.seq = 0  # records acknowledged
+        self.durable_seq = 0  # strict: records covered by a finished fsync
+        self.syncing = False
+        self.error: BaseException | None = None
+        self.counts = {
+            "fsyncs": 0,
+            "dir_fsyncs": 0,
+            "sync_rounds": 0,
+            "segments_opened": 0,
+            "segments_sealed": 0,
+            "fsync_errors": 0,
+        }
+        self.sealed_bytes = 0
+        self.counts_lock = threading.Lock()
+
+    def _after_fork(self) -> None:
+        # The child must not write to (or unlock) the parent's segments. Closing the
+        # inherited descriptors keeps the parent's flocks: they belong to the open file
+        # descriptions, which the parent still holds.
+        inherited = [*self.active.values(), *self.retired]
+        closed = self.closed
+        self._init_state()
+        self.closed = closed
+        for seg in inherited:
+            with contextlib.suppress(OSError):
+                os.close(seg.fd)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self.counts_lock:
+            self.counts[name] += n
+
+    # -- the append paths -----------------------------------------------------------------
+    def append_default(self, kind: str, use_case: str, record: dict) -> None:
+        if (
+            type(record) is not dict
+            or type(record.get(_ID_COLUMN.get(kind))) is not str
+            or type(record.get("timestamp")) is not int
+        ):
+            raise _bad_record(kind, record)
+        try:
+            data = _DUMPS(record, option=_OPTS)
+        except TypeError as exc:  # orjson.JSONEncodeError
+            raise ValueError(f"cannot encode the {kind} record as JSON: {exc}") from None
+        line = b"%08x " % _CRC32(data) + data + b"\n"
+        with self.lock:
+            seg = self.active.get((kind, use_case))
+            if seg is None or seg.size >= self.max_bytes or _MONOTONIC() >= seg.deadline:
+                seg = self._next_segment(kind, use_case)
+            try:
+                n = _WRITE(seg.fd, line)
+            except BaseException:
+                self._undo_write(seg)
+                raise
+            if n != len(line):
+                self._undo_write(seg)
+                raise OSError(f"short write to {seg.path} ({n} of {len(line)} bytes)")
+            seg.size += n
+            self.seq += 1
+
+    def append_strict(self, kind: str, use_case: str, record: dict) -> None:
+        if (
+            type(record) is not dict
+            or type(record.get(_ID_COLUMN.get(kind))) is not str
+            or type(record.get("timestamp")) is not int
+        ):
+            raise _bad_record(kind, record)
+        try:
+            data = _DUMPS(record, option=_OPTS)
+        except TypeError as exc:
+            raise ValueError(f"cannot encode the {kind} record as JSON: {exc}") from None
+        line = b"%08x " % _CRC32(data) + data + b"\n"
+        with self.lock:
+            seg = self.active.get((kind, use_case))
+            if seg is None or seg.size >= self.max_bytes or _MONOTONIC() >= seg.deadline:
+                seg = self._next_segment(kind, use_case)
+            try:
+                n = _WRITE(seg.fd, line)
+            except BaseException:
+                self._undo_write(seg)
+                raise
+            if n != len(line):
+                self._undo_write(seg)
+                raise OSError(f"short write to {seg.path} ({n} of {len(line)} bytes)")
+            seg.size += n
+            self.seq += 1
+            seq = self.seq
+        self.wait_durable(seq)
+
+    # -- slow paths (called with self.lock held) ------------------------------------------
+    def _next_segment(self, kind: str, use_case: str) -> _Segment:
+        if self.closed:
+            raise ValueError("append to a closed LogStore")
+        key = (kind, use_case)
+        old = self.active.pop(key, None)
+        if old is not None:
+            self._retire(old)
+        sg.check_kind(kind)
+        sg.check_use_case(use_case)
+        if self.error is not None:
+            raise OSError(f"the log store failed earlier: {self.error}") from self.error
+        seg = self._create(key)
+        self.active[key] = seg
+        self._ensure_thread()
+        return seg
+
+    def _create(self, key: tuple[str, str]) -> _Segment:
+        d = sg.segment_dir(self.logs, *key)
+        d.mkdir(parents=True, exist_ok=True)
+        while True:
+            self.seg_seq += 1
+            stem = sg.new_stem(os.getpid(), self.token, self.seg_seq)
+            tmp = d / f".{stem}{sg.CREATING_SUFFIX}"
+            path = d / f"{stem}{sg.OPEN_SUFFIX}"
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644
+            )
+            try:
+                # Lock before the file gets the name that recovery looks at. A recovery may
+                # take a '.creating' file for a dead writer's and remove it; then the rename
+                # fails and another name is tried.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.rename(tmp, path)
+            except FileNotFoundError:
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self._count("segments_opened")
+            return _Segment(key, path, fd, _MONOTONIC() + self.max_age)
+
+    def _retire(self, seg: _Segment) -> None:
+        self.retired.append(seg)
+        self.wake.set()
+
+    def _undo_write(self, seg: _Segment) -> None:
+        """Cut a partially written line; if that fails, retire the segment (its torn last
+        line is then dropped by readers and compaction, and nothing follows it)."""
+        try:
+            os.ftruncate(seg.fd, seg.size)
+        except OSError:
+            if self.active.get(seg.key) is seg:
+                del self.active[seg.key]
+                self._retire(seg)
+
+    def _ensure_thread(self) -> None:
+        if self.durability == "disabled":
+            return
+        t = self.thread
+        if t is None or not t.is_alive():
+            t = threading.Thread(target=self._run, name="looper-log-flusher", daemon=True)
+            self.thread = t
+            t.start()
+
+    # -- durability ----------------------------------------------------------------------
+    def sync(self) -> int:
+        """Fsync everything acknowledged so far; returns the sequence number covered."""
+        with self.lock:
+            target = self.seq
+            todo = [
+                (s, s.size)
+                for s in (*self.active.values(), *self.retired)
+                if s.size > s.synced or not s.dir_synced
+            ]
+        if todo:
+            self._count("sync_rounds")
+        for seg, size in todo:
+            with seg.sync_lock:
+                if seg.closed:
+                    continue  # sealing fsynced it
+                if seg.synced < size:
+                    try:
+                        os.fsync(seg.fd)
+                    except OSError as exc:
+                        self._failed(exc)
+                        raise
+                    self._count("fsyncs")
+                    seg.synced = size
+                if not seg.dir_synced:
+                    sg.fsync_dir(seg.path.parent)
+                    self._count("dir_fsyncs")
+                    seg.dir_synced = True
+        return target
+
+    def _failed(self, exc: BaseException) -> None:
+        # after a failed fsync the kernel may have dropped the dirty pages: never claim
+        # durability again for this store
+        self.error = exc
+        self._count("fsync_errors")
+
+    def wait_durable(self, seq: int) -> None:
+        commit = self.commit
+        with commit:
+            while self.durable_seq < seq:
+                if self.error is not None:
+                    raise OSError(f"fsync failed: {self.error}") from self.error
+                if self.syncing:
+                    commit.wait()
+                    continue
+                self.syncing = True  # this thread leads the next group commit
+                commit.release()
+                covered = 0
+                try:
+                    covered = self.sync()
+                finally:
+                    commit.acquire()
+                    self.syncing = False
+                    self.durable_seq = max(self.durable_seq, covered)
+                    commit.notify_all()
+
+    # -- background thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            try:
+                self.tick()
+            except Exception as exc:  # keep flushing; report once per failure
+                warnings.warn(f"log flusher: {exc!r}", RuntimeWarning, stacklevel=1)
+                self.stop.wait(self.interval)
+
+    def tick(self) -> None:
+        now = _MONOTONIC()
+        with self.lock:
+            for key, seg in list(self.active.items()):
+                if seg.deadline <= now or seg.size >= self.max_bytes:
+                    del self.active[key]
+                    self.retired.append(seg)
+            retired = list(self.retired)
+        for seg in retired:
+            self._seal(seg)
+        if self.durability == "default":
+            self.sync()
+
+    def _seal(self, seg: _Segment) -> None:
+        with seg.sync_lock:
+            if seg.closed:
+                return
+            try:
+                os.fsync(seg.fd)
+            except OSError as exc:
+                self._failed(exc)
+                raise
+            self._count("fsyncs")
+            seg.synced = seg.size
+            if seg.size == 0:
+                os.unlink(seg.path)
+            else:
+                os.rename(seg.path, seg.path.with_name(seg.path.stem + sg.SEALED_SUFFIX))
+            sg.fsync_dir(seg.path.parent)
+            self._count("dir_fsyncs")
+            seg.dir_synced = True
+            os.close(seg.fd)  # releases the flock
+            seg.closed = True
+        with self.lock:
+            with contextlib.suppress(ValueError):
+                self.retired.remove(seg)
+            self.sealed_bytes += seg.size
+        self._count("segments_sealed")
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            self.retired.extend(self.active.values())
+            self.active.clear()
+            thread = self.thread
+        self.stop.set()
+        self.wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)
+        errors = []
+        for seg in list(self.retired):
+            try:
+                self._seal(seg)
+            except OSError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            out = {
+                "appends": self.seq,
+                "bytes": self.sealed_bytes
+                + sum(s.size for s in (*self.active.values(), *self.retired)),
+                "active_segments": len(self.active),
+            }
+        with self.counts_lock:
+            out.update(self.counts)
+        return out
+
+
+def _after_fork(ref: weakref.ref[_Writer]) -> None:
+    w = ref()
+    if w is not None:
+        w._after_fork()
+
+
+def _disabled_append(kind: str, use_case: str, record: dict) -> None:
+    return None
+
+
+class LogStore:
+    """The decision/observation log writer of one process (thread-safe).
+
+    ``append(kind, use_case, record)`` returns once the record is in the operating system
+    (``strict``: on disk). ``close()`` fsyncs and seals the active segments; it is also run
+    at interpreter exit, and the store is a context manager.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        durability: Durability = "default",
+        fsync_interval_s: float = 0.1,
+        max_segment_bytes: int = 64 * 2**20,
+        max_segment_age_s: float = 3600.0,
+    ) -> None:
+        if durability not in DURABILITIES:
+            raise ValueError(f"durability must be one of {DURABILITIES}, got {durability!r}")
+        if not fsync_interval_s > 0:
+            raise ValueError(f"fsync_interval_s must be > 0, got {fsync_interval_s!r}")
+        if not max_segment_bytes > 0:
+            raise ValueError(f"max_segment_bytes must be > 0, got {max_segment_bytes!r}")
+        if not max_segment_age_s > 0:
+            raise ValueError(f"max_segment_age_s must be > 0, got {max_segment_age_s!r}")
+        self.layout = HomeLayout.of(home)
+        self.home = self.layout.root
+        self.logs = self.layout.logs
+        self.durability = durability
+        w = _Writer(
+            self.logs,
+            durability,
+            float(fsync_interval_s),
+            int(max_segment_bytes),
+            float(max_segment_age_s),
+        )
+        self._writer = w
+        # bound once: the append path is a single call into the writer
+        self.append = {
+            "default": w.append_default,
+            "strict": w.append_strict,
+            "disabled": _disabled_append,
+        }[durability]
+        # closes at garbage collection or, at the latest, at interpreter exit
+        self._finalizer = weakref.finalize(self, w.close)
+
+    def append(self, kind: str, use_case: str, record: dict) -> None:  # replaced per instance
+        """Append one record; ``kind`` is ``"decisions"`` or ``"observations"``."""
+        raise NotImplementedError  # pragma: no cover
+
+    def sync(self) -> None:
+        """Fsync everything appended so far (whatever the durability mode)."""
+        self._writer.sync()
+
+    def close(self) -> None:
+        """Fsync and seal the active segments. Idempotent."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return self._writer.closed
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: ``appends``, ``fsyncs`` (segment fsyncs), ``sync_rounds``,
+        ``dir_fsyncs``, ``segments_opened``, ``segments_sealed``, ``bytes``, ..."""
+        return self._writer.stats()
+
+    def __enter__(self) -> LogStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LogStore({str(self.home)!r}, durability={self.durability!r})"

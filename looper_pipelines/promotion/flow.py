@@ -1,0 +1,168 @@
+"""Promotion, manual override and rollback; and exporting the champion for serving.
+
+Only this module moves the registry's ``champion`` alias."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from looper_pipelines.blueprints.model import Blueprint
+from looper_pipelines.home import HomeLayout
+from looper_pipelines.promotion.gates import decide_promotion
+from looper_pipelines.promotion.history import PromotionHistory
+from looper_pipelines.registry import CHALLENGER, CHAMPION, ModelRegistry, RegisteredVersion
+
+
+def policy_params(version: RegisteredVersion | None, bp: Blueprint) -> dict[str, float]:
+    if version is None or "policy_params" not in version.tags:
+        return dict(bp.policy.values)
+    return {k: float(v) for k, v in json.loads(version.tags["policy_params"]).items()}
+
+
+def policy_version(version: RegisteredVersion, bp: Blueprint) -> str:
+    return version.tags.get("policy_version", bp.policy_version)
+
+
+def evaluate_and_promote(
+    layout: HomeLayout, registry: ModelRegistry, bp: Blueprint, failed_checks: list[str]
+) -> dict[str, Any]:
+    from looper_pipelines.evaluation.holdout import (
+        all_examples,
+        holdout,
+        holdout_loss,
+        logged_data,
+        primary_metric,
+    )
+    from looper_pipelines.evaluation.policy_value import (
+        estimate_lift,
+        guardrail_increase,
+        policy_probabilities,
+    )
+    from looper_pipelines.evaluation.scoring import action_scores
+    from looper_pipelines.policies import build_policy, mixture_probabilities
+
+    uc = bp.name
+    history = PromotionHistory(layout.state, uc)
+    challenger = registry.by_alias(uc, CHALLENGER)
+    if challenger is None:
+        raise ValueError(f"no challenger registered for {uc}")
+    champion = registry.by_alias(uc, CHAMPION)
+    if champion is not None and champion.version == challenger.version:
+        return {"promote": False, "reasons": ["challenger is already the champion"], "challenger": challenger.version}
+    valid = holdout(bp, all_examples(bp, layout.warehouse))
+    ch_models = registry.load_label_models(challenger)
+    ch_loss = holdout_loss(bp, valid, ch_models)
+    logged = logged_data(bp, valid, ch_models)
+    target = policy_probabilities(bp, build_policy(bp, policy_params(challenger, bp)), logged.scores)
+    k = len(bp.decision.actions)
+    champ_loss = None
+    if champion is not None and champion.tags.get("lineage_version") == bp.lineage_version:
+        champ_models = registry.load_label_models(champion)
+        champ_loss = holdout_loss(bp, valid, champ_models)
+        champ_scores = action_scores(champ_models, valid.x, k)
+        baseline = policy_probabilities(bp, build_policy(bp, policy_params(champion, bp)), champ_scores)
+    else:  # cold start: the default action, with exploration and experiment as served
+        exp = bp.experiment
+        arm_p = np.zeros(k)
+        for arm in exp.arms if exp else []:
+            arm_p[bp.decision.actions.index(arm.action)] += arm.probability
+        greedy = np.full(logged.n, bp.decision.actions.index(bp.decision.default_action))
+        baseline = mixture_probabilities(greedy, k, bp.decision.exploration.epsilon, exp.share if exp else 0.0, arm_p)
+    alpha = 2 * (1 - bp.promotion.min_lift_confidence)
+    lift = estimate_lift(logged, target, baseline, bp.objective.weights, "dr", alpha)
+    guards = {lb: v.value for lb, v in guardrail_increase(bp, logged, target).items()}
+    decision = decide_promotion(
+        bp,
+        checks_passed=not failed_checks,
+        failed_checks=failed_checks,
+        n_examples=int(challenger.metrics.get("n_train", 0) + challenger.metrics.get("n_valid", 0)),
+        challenger_metric=ch_loss,
+        champion_metric=champ_loss,
+        metric_name=primary_metric(bp),
+        lift_lower_bound=lift.ci_low,
+        lift_value=lift.value,
+        guardrails=guards,
+    )
+    entry = {
+        "action": "promote" if decision.promote else "reject",
+        "challenger": challenger.version,
+        "previous_champion": champion.version if champion else None,
+        "champion_set": decision.promote,
+        "champion": challenger.version if decision.promote else (champion.version if champion else None),
+        "policy_version": policy_version(challenger, bp),
+        "reasons": decision.reasons,
+        "lift": {"value": lift.value, "ci_low": lift.ci_low, "ci_high": lift.ci_high},
+        "guardrails": guards,
+    }
+    if decision.promote:
+        registry.set_alias(uc, CHAMPION, challenger.version)
+    registry.set_version_tags(uc, challenger.version, {"promotion": "promoted" if decision.promote else "rejected",
+                                                        "promotion_reasons": "; ".join(decision.reasons)[:4000]})
+    history.append(entry)
+    return {"promote": decision.promote, **entry}
+
+
+def promote_by_hand(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint, reason: str,
+                    version: str | None = None) -> dict[str, Any]:
+    uc = bp.name
+    target = registry.get(uc, version) if version else registry.by_alias(uc, CHALLENGER)
+    if target is None:
+        raise ValueError(f"no challenger registered for {uc}")
+    champion = registry.by_alias(uc, CHAMPION)
+    registry.set_alias(uc, CHAMPION, target.version)
+    entry = {"action": "manual_promote", "champion_set": True, "champion": target.version,
+             "previous_champion": champion.version if champion else None,
+             "policy_version": policy_version(target, bp), "reasons": [f"manual override: {reason}"]}
+    PromotionHistory(layout.state, uc).append(entry)
+    return entry
+
+
+def rollback(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint) -> dict[str, Any]:
+    """Restore the champion before the current one (and with it that version's policy)."""
+    uc = bp.name
+    history = PromotionHistory(layout.state, uc)
+    current = registry.by_alias(uc, CHAMPION)
+    if current is None:
+        raise ValueError(f"{uc} has no champion to roll back")
+    sets = history.champions()
+    previous = None
+    for e in reversed(sets):
+        if e.get("champion") == current.version and e.get("previous_champion"):
+            previous = e["previous_champion"]
+            break
+    if previous is None:
+        raise ValueError(f"{uc}: no earlier champion recorded before version {current.version}")
+    registry.set_alias(uc, CHAMPION, previous)
+    entry = {"action": "rollback", "champion_set": True, "champion": previous, "previous_champion": current.version,
+             "reasons": [f"rollback from version {current.version}"]}
+    history.append(entry)
+    return entry
+
+
+def serving_version_id(version: RegisteredVersion, bp: Blueprint) -> str:
+    return f"m{version.version}-{policy_version(version, bp)}"
+
+
+def build_champion_artifact(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint) -> tuple[str, RegisteredVersion, dict[str, Any]]:
+    """Compile the champion's label models (if not built yet); returns the version id."""
+    from looper_pipelines.serving.publish import build_artifact, version_dir
+    from looper_pipelines.serving.runtime import DEPLOYMENT
+
+    champion = registry.by_alias(bp.name, CHAMPION)
+    if champion is None:
+        raise ValueError(f"{bp.name} has no champion to export")
+    vid = serving_version_id(champion, bp)
+    boosters = registry.load_label_models(champion)
+    if not (version_dir(layout, bp.name, vid) / DEPLOYMENT).exists():
+        build_artifact(layout, bp.name, vid, boosters, [*bp.feature_names, "action"], {
+            "model_version": champion.version,
+            "policy_version": policy_version(champion, bp),
+            "policy_params": policy_params(champion, bp),
+            "blueprint_version": bp.version,
+            "lineage_version": bp.lineage_version,
+            "run_id": champion.run_id,
+        })
+    return vid, champion, boosters

@@ -1,0 +1,92 @@
+"""Read training examples from the mart (read-only) and encode them as model inputs.
+
+Model input = the blueprint's features in order, then the action index (categorical), so
+one model per label scores every action of a row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from looper_pipelines.blueprints.model import Blueprint
+
+ACTION_FEATURE = "action"
+
+
+def load_training_examples(
+    warehouse: str | Path, use_case: str, table: str = "fct_training_examples", days: int | None = None
+) -> pl.DataFrame:
+    """Rows of ``<use_case>.<table>`` (optionally the newest ``days`` days), opened read-only."""
+    if not Path(warehouse).exists():
+        raise FileNotFoundError(f"warehouse {warehouse} does not exist: run the dbt assets first")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        where = ""
+        if days is not None:
+            where = (
+                f" where decision_date > (select max(decision_date) from {use_case}.{table}) - {int(days)}"
+            )
+        return con.sql(f"select * from {use_case}.{table}{where} order by decided_at, decision_id").pl()
+    finally:
+        con.close()
+
+
+def feature_matrix(bp: Blueprint, features_json: pl.Series) -> np.ndarray:
+    """Decode the logged feature JSON into the model's (n, F) float matrix."""
+    dtype = pl.Struct({f.name: (pl.Utf8 if f.type == "category" else pl.Float64) for f in bp.features})
+    decoded = features_json.str.json_decode(dtype).struct.unnest()
+    cols = []
+    for f in bp.features:
+        s = decoded[f.name]
+        if f.type == "category":
+            mapping = {c: float(i) for i, c in enumerate(f.categories or [])}
+            s = s.replace_strict(mapping, default=None, return_dtype=pl.Float64)
+        cols.append(s.cast(pl.Float64).fill_null(float("nan")).to_numpy())
+    return np.column_stack(cols) if cols else np.empty((len(features_json), 0))
+
+
+@dataclass
+class TrainingSet:
+    x: np.ndarray  # (n, F) features only
+    action: np.ndarray  # (n,) action index
+    labels: dict[str, np.ndarray]
+    propensity: np.ndarray
+    day: np.ndarray  # decision date as days since epoch
+    frame: pl.DataFrame
+
+    @property
+    def x_with_action(self) -> np.ndarray:
+        return np.column_stack([self.x, self.action.astype(np.float64)])
+
+    def subset(self, mask: np.ndarray) -> TrainingSet:
+        return TrainingSet(
+            self.x[mask],
+            self.action[mask],
+            {k: v[mask] for k, v in self.labels.items()},
+            self.propensity[mask],
+            self.day[mask],
+            self.frame.filter(pl.Series(mask)),
+        )
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def encode_examples(bp: Blueprint, frame: pl.DataFrame) -> TrainingSet:
+    missing = [c for c in ("features", "action_index", "propensity", "decision_date") if c not in frame.columns]
+    missing += [lb for lb in bp.label_names if lb not in frame.columns]
+    if missing:
+        raise ValueError(f"training examples lack columns {missing}")
+    return TrainingSet(
+        x=feature_matrix(bp, frame["features"]),
+        action=frame["action_index"].cast(pl.Int64).to_numpy(),
+        labels={lb: frame[lb].cast(pl.Float64).fill_null(0.0).to_numpy() for lb in bp.label_names},
+        propensity=frame["propensity"].cast(pl.Float64).to_numpy(),
+        day=frame["decision_date"].cast(pl.Date).cast(pl.Int32).to_numpy(),
+        frame=frame,
+    )
