@@ -6,7 +6,7 @@ export LOOPER_HOME
 export DO_NOT_TRACK := 1
 export DAGSTER_HOME := $(abspath $(LOOPER_HOME))/dagster
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench ui clean
 
 venv: $(VENV)/.installed
 
@@ -23,11 +23,15 @@ test: venv
 	$(VENV)/bin/ruff check looper_pipelines assets_tests bench
 	$(PY) -m pytest -n 2 --dist loadfile
 
+ui: venv
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
 lint: venv
 	$(VENV)/bin/ruff check looper_pipelines assets_tests bench
 
 bench: venv
-	$(PY) bench/logging.py
+	for b in bench/*.py; do $(PY) $$b --quick || exit 1; done
 
 clean:
 	rm -rf $(LOOPER_HOME)

@@ -553,12 +553,16 @@ def test_served_document_is_the_one_tested(http: httpx.Client) -> None:
     assert http.get("/openapi.json").json() == orjson.loads(orjson.dumps(DOCUMENT))
 
 
+# bounded and reproducible by default; LOOPER_HTTP_FUZZ_EXAMPLES=2000 for a deeper random run
+FUZZ_EXAMPLES = int(os.environ.get("LOOPER_HTTP_FUZZ_EXAMPLES", "50"))
+
+
 @schema.parametrize()
 @settings(
-    max_examples=50,
+    max_examples=FUZZ_EXAMPLES,
     deadline=None,
     suppress_health_check=list(HealthCheck),
-    derandomize=True,
+    derandomize="LOOPER_HTTP_FUZZ_EXAMPLES" not in os.environ,
 )
 def test_api_conforms_to_its_openapi_document(case: Any, base_url: str) -> None:
     case.call_and_validate(base_url=base_url, headers=AUTH)

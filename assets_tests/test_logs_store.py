@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -449,3 +451,50 @@ def test_fork_child_does_not_write_to_the_parents_segments(tmp_path: Path) -> No
     store.close()
     assert sorted(read_decisions(tmp_path, UC)["subject_id"].to_list()) == ["u0", "u1", "u2"]
     assert len(seg_files(tmp_path)) == 2
+
+
+def test_exit_without_close_seals_segments(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from looper_pipelines.logs import LogStore\n"
+        "s = LogStore(sys.argv[1])\n"
+        "s.append('observations', 'notification_send', {'observation_id': 'o1', 'decision_id': 'd',"
+        " 'use_case': 'notification_send', 'name': 'click', 'value': 1.0, 'timestamp': 1})\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    files = seg_files(tmp_path, OBSERVATIONS)
+    assert [f.suffix for f in files] == [".seg"]
+    assert read_observations(tmp_path, UC)["observation_id"].to_list() == ["o1"]
+
+
+def test_reader_tolerates_a_badly_typed_value(tmp_path: Path) -> None:
+    recs = [decision(0), {**decision(1), "propensity": "high", "action_index": "one"}]
+    _hand_written_segment(tmp_path, STEM, recs, b"")
+    df = read_decisions(tmp_path, UC)
+    assert df.schema == pl.Schema(DECISION_SCHEMA)
+    assert df["propensity"].to_list() == [0.9, None]
+
+
+def test_a_short_write_is_cut_and_the_log_stays_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from looper_pipelines.logs import writer
+
+    with LogStore(tmp_path) as store:
+        store.append(DECISIONS, UC, decision(0))
+        real = os.write
+        monkeypatch.setattr(writer, "_WRITE", lambda fd, b: real(fd, b[: len(b) // 2]))
+        with pytest.raises(OSError, match="short write"):
+            store.append(DECISIONS, UC, decision(1))
+
+        def full(fd: int, b: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(writer, "_WRITE", full)
+        with pytest.raises(OSError, match="No space"):
+            store.append(DECISIONS, UC, decision(2))
+        monkeypatch.setattr(writer, "_WRITE", real)
+        store.append(DECISIONS, UC, decision(3))
+    assert read_decisions(tmp_path, UC)["subject_id"].to_list() == ["u0", "u3"]
+    assert recover(tmp_path)["bytes_dropped"] == 0
+    assert compact(tmp_path)["rows"] == 2

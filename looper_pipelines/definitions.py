@@ -14,6 +14,7 @@ from dagster import Definitions
 from dagster_dbt import DbtCliResource
 
 from looper_pipelines.blueprints import load_catalog
+from looper_pipelines.defs.dbt import dbt_manifest
 from looper_pipelines.defs.factory import build_use_case_defs
 from looper_pipelines.defs.resources import DBT_PROJECT_DIR, LooperHome, MlflowTracking
 from looper_pipelines.home import HomeLayout
@@ -34,7 +35,8 @@ def build_definitions(home: str | None = None) -> Definitions:
             dbt_executable=str(Path(sys.executable).with_name("dbt")),
         ),
     }
-    per_use_case = [build_use_case_defs(bp) for bp in load_catalog(layout.root).values()]
+    manifest = dbt_manifest(layout.root / "dbt")
+    per_use_case = [build_use_case_defs(bp, manifest) for bp in load_catalog(layout.root).values()]
     return Definitions.merge(*per_use_case, Definitions(resources=resources))
 
 

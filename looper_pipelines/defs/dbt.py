@@ -43,17 +43,18 @@ class UseCaseTranslator(DagsterDbtTranslator):
         return self.use_case
 
 
-def dbt_manifest() -> Path:
-    """The dbt manifest, parsed when missing or older than the project files."""
-    target = DBT_PROJECT_DIR / "target"
+def dbt_manifest(work_dir: Path) -> Path:
+    """The dbt manifest under ``work_dir``, parsed when missing or older than the project."""
+    target = work_dir
     manifest = target / "manifest.json"
     sources = [p for p in DBT_PROJECT_DIR.rglob("*") if p.suffix in {".sql", ".yml"} and "target" not in p.parts]
     newest = max((p.stat().st_mtime for p in sources), default=0.0)
     if manifest.exists() and manifest.stat().st_mtime >= newest:
         return manifest
-    target.mkdir(exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target) as tmp:
-        env = {**os.environ, "DO_NOT_TRACK": "1", "LOOPER_LOGS": os.environ.get("LOOPER_LOGS", "/nonexistent")}
+        env = {**os.environ, "DO_NOT_TRACK": "1", "DBT_LOG_PATH": tmp,
+               "LOOPER_LOGS": os.environ.get("LOOPER_LOGS", "/nonexistent")}
         dbt = Path(sys.executable).with_name("dbt")
         subprocess.run(
             [str(dbt), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
@@ -76,11 +77,11 @@ def dbt_vars(bp: Blueprint, start: str, end: str) -> dict[str, Any]:
     }
 
 
-def build_dbt_assets(bp: Blueprint) -> Any:
+def build_dbt_assets(bp: Blueprint, manifest: Path) -> Any:
     use_case = bp.name
 
     @dbt_assets(
-        manifest=dbt_manifest(),
+        manifest=manifest,
         name=f"{use_case}_dbt_models",
         dagster_dbt_translator=UseCaseTranslator(use_case),
         partitions_def=daily_partitions,
@@ -92,6 +93,7 @@ def build_dbt_assets(bp: Blueprint) -> Any:
         blueprint = looper_home.blueprint(use_case)
         window = context.partition_time_window
         variables = dbt_vars(blueprint, window.start.strftime("%Y-%m-%d"), window.end.strftime("%Y-%m-%d"))
-        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
+        target = looper_home.layout.root / "dbt" / "runs" / context.run_id[:8] / use_case
+        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context, target_path=target).stream()
 
     return _models

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dagster import AssetKey, AssetSelection, Definitions, ScheduleDefinition, define_asset_job
 
 from looper_pipelines.blueprints import Blueprint
@@ -27,9 +29,9 @@ def model_job_name(use_case: str) -> str:
     return f"{use_case}_model"
 
 
-def build_use_case_defs(bp: Blueprint) -> Definitions:
+def build_use_case_defs(bp: Blueprint, dbt_manifest: Path) -> Definitions:
     uc = bp.name
-    assets = [build_log_assets(uc), build_dbt_assets(bp), *build_model_assets(uc), *build_causal_assets(uc),
+    assets = [build_log_assets(uc), build_dbt_assets(bp, dbt_manifest), *build_model_assets(uc), *build_causal_assets(uc),
               *build_policy_assets(uc), *build_promotion_assets(uc), *build_serving_assets(uc)]
     model_keys = [AssetKey([uc, n]) for n in MODEL_CHAIN]
     data = AssetSelection.groups(uc) - AssetSelection.assets(*model_keys)

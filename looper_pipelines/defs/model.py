@@ -21,6 +21,11 @@ def build_model_assets(use_case: str) -> list[Any]:
         from looper_pipelines.evaluation.holdout import all_examples
         from looper_pipelines.training import train_models
 
+        from looper_pipelines.defs.checks import failed_blocking_checks
+
+        failed = failed_blocking_checks(looper_home, use_case)
+        if failed:
+            raise ValueError(f"not training {use_case}: blocking data-quality checks failed: {failed}")
         bp = looper_home.blueprint(use_case)
         data = all_examples(bp, looper_home.layout.warehouse)
         trained = train_models(bp, data)
@@ -56,7 +61,7 @@ def build_model_assets(use_case: str) -> list[Any]:
     def offline_evaluation(context: AssetExecutionContext, looper_home: LooperHome, mlflow_tracking: MlflowTracking) -> MaterializeResult:
         from looper_pipelines.evaluation import plots
         from looper_pipelines.evaluation.holdout import all_examples, holdout, logged_data
-        from looper_pipelines.evaluation.policy_value import evaluate_policy
+        from looper_pipelines.evaluation.policy_value import evaluate_policy, uniform_random_value
         from looper_pipelines.registry import CHALLENGER
 
         bp = looper_home.blueprint(use_case)
@@ -65,8 +70,12 @@ def build_model_assets(use_case: str) -> list[Any]:
         if version is None:
             raise ValueError(f"no challenger registered for {use_case}")
         models = reg.load_label_models(version)
-        valid = holdout(bp, all_examples(bp, looper_home.layout.warehouse))
+        examples = all_examples(bp, looper_home.layout.warehouse)
+        valid = holdout(bp, examples)
         values = evaluate_policy(bp, logged_data(bp, valid, models))
+        if bp.decision.kind == "multi_action":  # a reference any logging policy can be compared to
+            for est in ("ips", "snips"):
+                values[f"uniform_random_{est}"] = uniform_random_value(bp, examples.labels, examples.propensity, est)
         figures: dict[str, Any] = {}
         md: dict[str, Any] = {}
         feature_names = [*bp.feature_names, "action"]

@@ -138,3 +138,12 @@ def evaluate_policy(
     z = 1.959963984540054
     out["logged"] = PolicyValue(float(r.mean()), float(r.mean() - z * se), float(r.mean() + z * se), len(r))
     return out
+
+
+def uniform_random_value(
+    bp: Blueprint, labels: Mapping[str, np.ndarray], propensity: np.ndarray, estimator: str = "snips", alpha: float = 0.05
+) -> PolicyValue:
+    """Value of choosing every action uniformly at random, from the logged data alone."""
+    r = reward(objective_weights(bp), labels)
+    k = len(bp.decision.actions)
+    return estimate_policy_value(r, propensity, np.full(r.shape[0], 1.0 / k), estimator=estimator, alpha=alpha)

@@ -34,14 +34,25 @@ def records_to_frame(kind: str, payloads: list[bytes]) -> pl.DataFrame:
     schema = SCHEMAS[kind]
     if not payloads:
         return empty_frame(kind)
-    loads = orjson.loads
-    rows = [loads(p) for p in payloads]
-    cols: dict[str, list] = {c: [r.get(c) for r in rows] for c in schema}
-    dumps = orjson.dumps
-    for c in JSON_COLUMNS[kind]:
-        cols[c] = [v if v is None or type(v) is str else dumps(v).decode() for v in cols[c]]
+    json_cols = JSON_COLUMNS[kind]
+    cols: dict[str, list] = {c: [] for c in schema}
+    plain = [(c, cols[c].append) for c in schema if c not in json_cols]
+    nested = [(c, cols[c].append) for c in json_cols]
+    loads, dumps = orjson.loads, orjson.dumps
+    # column by column as we go: no decoded record outlives its line (keeps the cyclic
+    # garbage collector out of large reads)
+    for p in payloads:
+        get = loads(p).get
+        for c, add in plain:
+            add(get(c))
+        for c, add in nested:
+            v = get(c)
+            add(v if v is None or type(v) is str else dumps(v).decode())
     build_schema = {c: (pl.Int64() if c == "timestamp" else t) for c, t in schema.items()}
-    df = pl.DataFrame(cols, schema=build_schema, strict=False)
+    try:
+        df = pl.DataFrame(cols, schema=build_schema)
+    except Exception:  # a value of an unexpected type: null it rather than fail the read
+        df = pl.DataFrame(cols, schema=build_schema, strict=False)
     return df.with_columns(pl.col("timestamp").cast(schema["timestamp"]))
 
 

@@ -169,14 +169,9 @@ class _Writer:
             seg = self.active.get((kind, use_case))
             if seg is None or seg.size >= self.max_bytes or _MONOTONIC() >= seg.deadline:
                 seg = self._next_segment(kind, use_case)
-            try:
-                n = _WRITE(seg.fd, line)
-            except BaseException:
-                self._undo_write(seg)
-                raise
+            n = _WRITE(seg.fd, line)  # raises only if nothing was written
             if n != len(line):
-                self._undo_write(seg)
-                raise OSError(f"short write to {seg.path} ({n} of {len(line)} bytes)")
+                self._cut_short_write(seg, n, len(line))
             seg.size += n
             self.seq += 1
 
@@ -196,14 +191,9 @@ class _Writer:
             seg = self.active.get((kind, use_case))
             if seg is None or seg.size >= self.max_bytes or _MONOTONIC() >= seg.deadline:
                 seg = self._next_segment(kind, use_case)
-            try:
-                n = _WRITE(seg.fd, line)
-            except BaseException:
-                self._undo_write(seg)
-                raise
+            n = _WRITE(seg.fd, line)  # raises only if nothing was written
             if n != len(line):
-                self._undo_write(seg)
-                raise OSError(f"short write to {seg.path} ({n} of {len(line)} bytes)")
+                self._cut_short_write(seg, n, len(line))
             seg.size += n
             self.seq += 1
             seq = self.seq
@@ -258,15 +248,19 @@ class _Writer:
         self.retired.append(seg)
         self.wake.set()
 
-    def _undo_write(self, seg: _Segment) -> None:
-        """Cut a partially written line; if that fails, retire the segment (its torn last
-        line is then dropped by readers and compaction, and nothing follows it)."""
+    def _cut_short_write(self, seg: _Segment, n: int, want: int) -> None:
+        """Remove the ``n`` bytes of a partially written line (disk full, file too large),
+        so that later lines do not follow a damaged one; if that fails, retire the segment
+        (readers and compaction then drop its torn last line). Raises OSError."""
         try:
-            os.ftruncate(seg.fd, seg.size)
+            end = os.fstat(seg.fd).st_size - n  # only this writer appends to the file
+            os.ftruncate(seg.fd, end)
+            seg.size = end
         except OSError:
             if self.active.get(seg.key) is seg:
                 del self.active[seg.key]
                 self._retire(seg)
+        raise OSError(f"short write to {seg.path} ({n} of {want} bytes); record not logged")
 
     def _ensure_thread(self) -> None:
         if self.durability == "disabled":
@@ -326,6 +320,7 @@ class _Writer:
                 commit.release()
                 covered = 0
                 try:
+                    time.sleep(0)  # let threads that are about to append join this commit
                     covered = self.sync()
                 finally:
                     commit.acquire()

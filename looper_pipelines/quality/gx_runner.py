@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")  # Great Expectations draws progress bars otherwise
 _counter = itertools.count()
 
 

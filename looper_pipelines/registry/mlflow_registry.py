@@ -95,7 +95,9 @@ class ModelRegistry:
             example = pd.DataFrame(example_input[:5], columns=feature_names)
             primary = label_models[primary_label]
             signature = infer_signature(example, primary.predict(example_input[:5]))
-            mlflow.lightgbm.log_model(primary, name="model", signature=signature, input_example=example)
+            # explicit requirements: skips MLflow's slow requirement inference in a subprocess
+            mlflow.lightgbm.log_model(primary, name="model", signature=signature,
+                                      pip_requirements=[f"lightgbm=={lgb.__version__}"])
             run_id = run.info.run_id
         try:
             self.client.get_registered_model(name)

@@ -358,7 +358,7 @@ class CompiledModel:
     def __init__(self, folder: Path, manifest: dict[str, Any], impl: _Native | _Gtil) -> None:
         self.path = folder
         self.manifest = manifest
-        self.backend: Backend = manifest["backend"]
+        self.backend: Backend = "native" if isinstance(impl, _Native) else "gtil"
         self.num_feature: int = manifest["num_feature"]
         self.num_class: int = manifest["num_class"]
         self.feature_names: list[str] = list(manifest["feature_names"])

@@ -1,0 +1,422 @@
+"""Compiled serving models: parity with LightGBM, integrity checks, threads, GTIL fallback.
+
+Real shared libraries are compiled into tmp folders (small models, a few seconds each).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from looper_pipelines.serving import compiled as compiled_mod
+from looper_pipelines.serving.compiled import (
+    CompiledModel,
+    ParityError,
+    check_parity,
+    compile_lightgbm,
+)
+from looper_pipelines.serving.manifest import (
+    MANIFEST_NAME,
+    ArtifactError,
+    IntegrityError,
+    finalize_manifest,
+    sha256_file,
+)
+
+N_FEATURE = 8
+CAT = 3  # categorical feature index (integer codes 0..9)
+NEVER_MISSING = 7  # no NaN at training time; NaN at prediction time
+FEATURES = [f"f{i}" for i in range(N_FEATURE)]
+ATOL = 1e-6
+
+
+def _train_data(n: int = 2500, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_FEATURE))
+    X[:, CAT] = rng.integers(0, 10, size=n)
+    signal = X[:, 0] + 0.8 * np.isin(X[:, CAT], [2, 5, 7]) + 0.5 * np.sin(2 * X[:, 1])
+    labels = {
+        "binary": (signal + 0.3 * rng.normal(size=n) > 0.4).astype(int),
+        "regression": 2.0 * signal + X[:, 2] ** 2,
+        "multiclass": np.digitize(signal + 0.2 * rng.normal(size=n), [0.0, 0.9]),
+    }
+    holes = rng.random(X.shape) < 0.1
+    holes[:, NEVER_MISSING] = False
+    X[holes] = np.nan
+    return X, labels
+
+
+def _eval_rows(n: int = 600, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(scale=1.3, size=(n, N_FEATURE))
+    X[:, CAT] = rng.integers(-1, 13, size=n)  # includes a negative and unseen categories
+    X[rng.random(X.shape) < 0.15] = np.nan
+    # edge values: non-integer and huge categories, infinities, exact zero
+    X[0, CAT], X[1, CAT], X[2, CAT], X[3, CAT] = 2.5, 1e12, -3.0, np.nan
+    X[4, 0], X[5, 0], X[6, 0] = np.inf, -np.inf, 0.0
+    X[7, :] = np.nan
+    return X
+
+
+PARAMS: dict[str, dict[str, Any]] = {
+    "binary": {"objective": "binary"},
+    "regression": {"objective": "regression"},
+    "multiclass": {"objective": "multiclass", "num_class": 3},
+}
+ROUNDS = {"binary": 30, "regression": 30, "multiclass": 12}
+
+
+@pytest.fixture(scope="module")
+def boosters() -> dict[str, lgb.Booster]:
+    X, labels = _train_data()
+    out = {}
+    for task, params in PARAMS.items():
+        ds = lgb.Dataset(X, labels[task], feature_name=FEATURES, categorical_feature=[CAT])
+        common = {"num_leaves": 15, "verbose": -1, "min_data_per_group": 5, "cat_smooth": 1.0}
+        out[task] = lgb.train({**common, **params}, ds, num_boost_round=ROUNDS[task])
+    return out
+
+
+@pytest.fixture(scope="module")
+def artifacts(
+    boosters: dict[str, lgb.Booster], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("artifacts")
+    return {
+        task: compile_lightgbm(
+            booster,
+            root / task,
+            feature_names=FEATURES,
+            metadata={"model_version": f"{task}-1", "blueprint_version": "bp1"},
+            parallel_comp=3,
+        )
+        for task, booster in boosters.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def models(artifacts: dict[str, Path]) -> dict[str, CompiledModel]:
+    return {task: CompiledModel.load(path) for task, path in artifacts.items()}
+
+
+def _copy_artifact(src_manifest: Path, dest: Path) -> Path:
+    shutil.copytree(src_manifest.parent, dest)
+    return dest
+
+
+# ------------------------------------------------------------------------------ parity
+
+
+@pytest.mark.parametrize("task", list(PARAMS))
+def test_batch_and_single_row_parity(
+    task: str, boosters: dict[str, lgb.Booster], models: dict[str, CompiledModel]
+) -> None:
+    booster, model = boosters[task], models[task]
+    assert model.backend == "native"
+    X = _eval_rows()
+    expected = booster.predict(X)
+
+    got = model.predict(X)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+
+    singles = np.array([model.predict_one(row) for row in X])
+    np.testing.assert_allclose(singles, expected, rtol=0, atol=ATOL)
+    lists = np.array([model.predict_one(row.tolist()) for row in X[:50]])
+    np.testing.assert_allclose(lists, expected[:50], rtol=0, atol=ATOL)
+    tuples = np.array([model.predict_one(tuple(row)) for row in X[:20]])
+    np.testing.assert_allclose(tuples, expected[:20], rtol=0, atol=ATOL)
+
+    assert check_parity(model, booster, X, atol=ATOL) <= ATOL
+    raw = model.predict(X, raw_score=True)
+    np.testing.assert_allclose(raw, booster.predict(X, raw_score=True), rtol=0, atol=ATOL)
+
+
+def test_output_types(models: dict[str, CompiledModel], boosters: dict[str, lgb.Booster]) -> None:
+    row = _eval_rows()[10]
+    p = models["binary"].predict_one(row)
+    assert isinstance(p, float) and 0.0 < p < 1.0
+    assert isinstance(models["regression"].predict_one(row), float)
+    probs = models["multiclass"].predict_one(row)
+    assert isinstance(probs, np.ndarray) and probs.shape == (3,)
+    assert probs.sum() == pytest.approx(1.0)
+    # the returned array is a copy, not this thread's buffer
+    again = models["multiclass"].predict_one(_eval_rows()[11])
+    assert not np.shares_memory(probs, again)
+    assert models["multiclass"].num_class == 3 and models["binary"].num_class == 1
+    assert models["binary"].num_feature == N_FEATURE
+
+
+def test_none_means_missing_and_input_shapes(
+    models: dict[str, CompiledModel], boosters: dict[str, lgb.Booster]
+) -> None:
+    model, booster = models["binary"], boosters["binary"]
+    row = _eval_rows()[20].copy()
+    row[1] = np.nan
+    with_none = [None if np.isnan(v) else float(v) for v in row]
+    expected = booster.predict(row.reshape(1, -1))[0]
+    assert model.predict_one(with_none) == pytest.approx(expected, abs=ATOL)
+    assert model.predict_one(row.reshape(1, -1)) == pytest.approx(expected, abs=ATOL)
+    assert model.predict_one(row.astype(np.float32).astype(np.float64)) == pytest.approx(
+        booster.predict(row.astype(np.float32).astype(np.float64).reshape(1, -1))[0], abs=ATOL
+    )
+    for bad in (row[:-1], row[:-1].tolist(), [*row.tolist(), 1.0], np.float64(1.0)):
+        with pytest.raises(ValueError, match="expected 8 feature values"):
+            model.predict_one(bad)
+    with pytest.raises(ValueError, match="expected shape"):
+        model.predict(np.zeros((3, N_FEATURE + 1)))
+    assert model.predict(np.zeros((0, N_FEATURE))).shape == (0,)
+    assert models["multiclass"].predict(np.zeros((0, N_FEATURE))).shape == (0, 3)
+
+
+def test_dataframe_columns_are_reordered(
+    models: dict[str, CompiledModel], boosters: dict[str, lgb.Booster]
+) -> None:
+    pd = pytest.importorskip("pandas")
+    X = _eval_rows()[:40]
+    df = pd.DataFrame(X, columns=FEATURES)[list(reversed(FEATURES))]
+    np.testing.assert_allclose(
+        models["regression"].predict(df), boosters["regression"].predict(X), atol=ATOL
+    )
+
+
+def test_batch_threads_agree(models: dict[str, CompiledModel]) -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(20_000, N_FEATURE))
+    X[:, CAT] = rng.integers(0, 10, size=len(X))
+    model = models["multiclass"]
+    np.testing.assert_array_equal(model.predict(X, num_threads=1), model.predict(X, num_threads=3))
+
+
+def test_check_parity_raises_on_mismatch(
+    models: dict[str, CompiledModel], boosters: dict[str, lgb.Booster]
+) -> None:
+    X = _eval_rows()[:100]
+    with pytest.raises(ParityError) as info:
+        check_parity(models["binary"], boosters["regression"], X)
+    assert info.value.max_abs_diff > ATOL
+
+
+# ------------------------------------------------------------------------------ artifact
+
+
+def test_manifest_contents(artifacts: dict[str, Path], boosters: dict[str, lgb.Booster]) -> None:
+    path = artifacts["binary"]
+    assert path.name == MANIFEST_NAME and path.is_file()
+    m = json.loads(path.read_text())
+    assert m["backend"] == "native"
+    assert m["feature_names"] == FEATURES
+    assert m["num_feature"] == N_FEATURE and m["num_class"] == 1
+    assert m["task"] == "binary" and m["objective"].startswith("binary")
+    assert m["categorical_features"] == [FEATURES[CAT]]
+    assert m["num_trees"] == 30
+    lib = path.parent / m["library"]["file"]
+    assert m["library"]["sha256"] == sha256_file(lib)
+    assert m["treelite_model"]["sha256"] == sha256_file(path.parent / "model.tl")
+    assert m["versions"]["treelite"] and m["versions"]["tl2cgen"] and m["versions"]["lightgbm"]
+    assert m["build"]["compiler"] and m["build"]["python"] and m["build"]["created_at"]
+    assert m["build"]["parallel_comp"] == 3
+    assert m["metadata"] == {"model_version": "binary-1", "blueprint_version": "bp1"}
+    assert json.loads(artifacts["multiclass"].read_text())["num_class"] == 3
+    # the folder holds exactly the artifact: no staging leftovers beside it
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "manifest.json",
+        "model.so",
+        "model.tl",
+    ]
+    assert not [p for p in path.parent.parent.iterdir() if p.name.startswith(".")]
+    # loading by folder or by manifest path is the same
+    assert CompiledModel.load(path.parent).manifest == CompiledModel.load(path).manifest
+
+
+def test_tampered_library_is_refused(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    folder = _copy_artifact(artifacts["binary"], tmp_path / "tampered")
+    lib = folder / "model.so"
+    data = bytearray(lib.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    lib.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"refusing to load .*model\.so.*SHA-256"):
+        CompiledModel.load(folder)
+    lib.unlink()
+    with pytest.raises(ArtifactError, match="missing"):
+        CompiledModel.load(folder)
+
+
+def test_missing_or_altered_manifest_is_refused(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    folder = _copy_artifact(artifacts["binary"], tmp_path / "a")
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+
+    # edited without updating the checksum
+    edited = {**manifest, "num_feature": manifest["num_feature"] + 1}
+    (folder / MANIFEST_NAME).write_text(json.dumps(edited))
+    with pytest.raises(IntegrityError, match="manifest checksum mismatch"):
+        CompiledModel.load(folder)
+
+    # re-checksummed, but pointing at a library with another hash
+    forged = finalize_manifest({**manifest, "library": {**manifest["library"], "sha256": "0" * 64}})
+    (folder / MANIFEST_NAME).write_text(json.dumps(forged))
+    with pytest.raises(IntegrityError, match="SHA-256"):
+        CompiledModel.load(folder)
+
+    # a file name that escapes the folder
+    escape = finalize_manifest({**manifest, "library": {**manifest["library"], "file": "../x.so"}})
+    (folder / MANIFEST_NAME).write_text(json.dumps(escape))
+    with pytest.raises(ArtifactError, match="unsafe"):
+        CompiledModel.load(folder)
+
+    # truncated, then missing
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest)[:100])
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        CompiledModel.load(folder)
+    (folder / MANIFEST_NAME).unlink()
+    with pytest.raises(ArtifactError, match="no manifest"):
+        CompiledModel.load(folder)
+
+    # a pinned manifest checksum must match
+    with pytest.raises(IntegrityError, match="pinned"):
+        CompiledModel.load(artifacts["binary"], expected_manifest_sha256="f" * 64)
+    pinned = CompiledModel.load(
+        artifacts["binary"], expected_manifest_sha256=manifest["manifest_sha256"]
+    )
+    assert pinned.num_feature == N_FEATURE
+
+
+def test_out_dir_must_be_new(boosters: dict[str, lgb.Booster], tmp_path: Path) -> None:
+    target = tmp_path / "v1"
+    target.mkdir()
+    (target / "something").write_text("x")
+    with pytest.raises(FileExistsError):
+        compile_lightgbm(boosters["binary"], target, backend="gtil")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v1"]
+    # an empty folder is fine (it is replaced by the finished artifact)
+    empty = tmp_path / "v2"
+    empty.mkdir()
+    assert compile_lightgbm(boosters["binary"], empty, backend="gtil") == empty / MANIFEST_NAME
+
+
+def test_feature_names_must_match_training_names(
+    boosters: dict[str, lgb.Booster], tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="differ"):
+        compile_lightgbm(boosters["binary"], tmp_path / "x", feature_names=FEATURES[::-1])
+    with pytest.raises(ValueError, match="has 2 names"):
+        compile_lightgbm(boosters["binary"], tmp_path / "x", feature_names=["a", "b"])
+    assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------------------ threads
+
+
+def test_concurrent_predict_one(
+    models: dict[str, CompiledModel], boosters: dict[str, lgb.Booster]
+) -> None:
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(4000, N_FEATURE))
+    X[:, CAT] = rng.integers(0, 10, size=len(X))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    errors: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def worker(task: str, rows: np.ndarray, expected: np.ndarray) -> None:
+        model = models[task]
+        barrier.wait()
+        for _ in range(3):
+            for i, row in enumerate(rows):
+                x = row.tolist() if i % 2 else row
+                got = model.predict_one(x)
+                if not np.allclose(got, expected[i], rtol=0, atol=ATOL):
+                    errors.append(f"{task} row {i}: {got} != {expected[i]}")
+                    return
+
+    threads = []
+    for k in range(8):
+        task = ("binary", "multiclass")[k % 2]
+        rows = X[k * 500 : (k + 1) * 500]
+        threads.append(
+            threading.Thread(target=worker, args=(task, rows, boosters[task].predict(rows)))
+        )
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+# ------------------------------------------------------------------------------ GTIL
+
+
+def test_gtil_fallback_without_compiler(
+    boosters: dict[str, lgb.Booster],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real_which = shutil.which
+    monkeypatch.setattr(
+        compiled_mod.shutil, "which", lambda cmd, *a, **k: None if cmd == "gcc" else real_which(cmd)
+    )
+    X = _eval_rows()
+    for task in ("binary", "multiclass"):
+        with caplog.at_level(logging.WARNING, logger=compiled_mod.__name__):
+            path = compile_lightgbm(boosters[task], tmp_path / task, feature_names=FEATURES)
+        assert "falls back to Treelite GTIL" in caplog.text
+        manifest = json.loads(path.read_text())
+        assert manifest["backend"] == "gtil" and manifest["library"] is None
+        assert "not found" in manifest["build"]["fallback_reason"]
+        assert not (path.parent / "model.so").exists()
+        model = CompiledModel.load(path)
+        assert model.backend == "gtil"
+        assert check_parity(model, boosters[task], X, atol=ATOL) <= ATOL
+        one = model.predict_one(X[3].tolist())
+        np.testing.assert_allclose(one, boosters[task].predict(X[3:4])[0], atol=ATOL)
+    with pytest.raises(RuntimeError, match="not found"):
+        compile_lightgbm(boosters["binary"], tmp_path / "strict", backend="native")
+    assert not (tmp_path / "strict").exists()
+
+
+def test_gtil_backend_on_native_artifact_and_other_model_inputs(
+    artifacts: dict[str, Path], boosters: dict[str, lgb.Booster], tmp_path: Path
+) -> None:
+    X = _eval_rows()[:200]
+    forced = CompiledModel.load(artifacts["regression"], backend="gtil")
+    assert forced.backend == "gtil"
+    assert check_parity(forced, boosters["regression"], X) <= ATOL
+    # a LightGBM text file and a scikit-learn style model are accepted too
+    text = tmp_path / "model.txt"
+    boosters["regression"].save_model(text)
+    from_file = CompiledModel.load(compile_lightgbm(text, tmp_path / "f", backend="gtil"))
+    assert from_file.feature_names == FEATURES
+    assert check_parity(from_file, boosters["regression"], X) <= ATOL
+    Xt, labels = _train_data(800)
+    clf = lgb.LGBMClassifier(n_estimators=10, num_leaves=7, verbose=-1).fit(Xt, labels["binary"])
+    from_sklearn = CompiledModel.load(compile_lightgbm(clf, tmp_path / "s", backend="gtil"))
+    assert check_parity(from_sklearn, clf, X) <= ATOL
+    assert from_sklearn.feature_names == [f"Column_{i}" for i in range(N_FEATURE)]
+
+
+# ------------------------------------------------------------------------------ imports
+
+
+def test_serving_import_is_light() -> None:
+    code = (
+        "import sys, looper_pipelines.serving.compiled, looper_pipelines.serving.manifest\n"
+        "heavy = ['dagster', 'dbt', 'mlflow', 'econml', 'optuna', 'great_expectations',\n"
+        "         'treelite', 'tl2cgen', 'lightgbm']\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == ""
