@@ -249,6 +249,8 @@ def test_token(base_url: str) -> None:
 def test_body_size_limit(http: httpx.Client) -> None:
     big = {"use_case": UC, "subject_id": "x" * (MAX_BODY + 10), "features": FEATURES}
     assert_error(http.post("/v1/decisions", json=big), 413, "body")
+    # a declared length over the limit is refused before the body is read
+    assert_error(http.post("/v1/decisions", content=b"x" * 2_000_000), 413, "body")
 
     def chunks() -> Iterator[bytes]:  # no content-length: streamed with chunked encoding
         yield b'{"use_case": "notification_send", "subject_id": "'

@@ -77,7 +77,8 @@ def _kill_under_load(code: str, home: Path, min_acked: int) -> set[str]:
         while len(acked) < min_acked:
             line = proc.stdout.readline()
             if not line:
-                pytest.fail(f"child exited early: {proc.wait()} {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                pytest.fail(f"child exited early ({proc.wait()}): {err[-2000:]}")
             acked.append(line)
             assert time.monotonic() < deadline, "child too slow"
         os.kill(proc.pid, signal.SIGKILL)

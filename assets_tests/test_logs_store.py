@@ -139,7 +139,11 @@ def test_round_trip_through_compaction(tmp_path: Path) -> None:
     assert report["files_written"] >= n_segments
     assert seg_files(tmp_path) == [] and seg_files(tmp_path, OBSERVATIONS) == []
     files = parquet_files(tmp_path)
-    assert {f.parent.name for f in files} == {"date=2023-11-14", "date=2023-11-15", "date=2023-11-16"}
+    assert {f.parent.name for f in files} == {
+        "date=2023-11-14",
+        "date=2023-11-15",
+        "date=2023-11-16",
+    }
     assert all(f.name.startswith("part-") for f in files)
     assert pl.read_parquet(files[0]).schema == pl.Schema(DECISION_SCHEMA)
 
@@ -385,7 +389,9 @@ def test_dead_writer_segment_is_recovered_by_compaction(tmp_path: Path) -> None:
 
 
 def test_compaction_concurrent_with_a_live_writer_and_readers(tmp_path: Path) -> None:
-    store = LogStore(tmp_path, max_segment_bytes=3_000, max_segment_age_s=0.05, fsync_interval_s=0.01)
+    store = LogStore(
+        tmp_path, max_segment_bytes=3_000, max_segment_age_s=0.05, fsync_interval_s=0.01
+    )
     acked: list[str] = []
     done = threading.Event()
     errors: list[BaseException] = []
@@ -498,3 +504,16 @@ def test_a_short_write_is_cut_and_the_log_stays_readable(
     assert read_decisions(tmp_path, UC)["subject_id"].to_list() == ["u0", "u3"]
     assert recover(tmp_path)["bytes_dropped"] == 0
     assert compact(tmp_path)["rows"] == 2
+
+
+def test_seal_makes_everything_compactable_while_the_store_stays_open(tmp_path: Path) -> None:
+    with LogStore(tmp_path) as store:
+        for i in range(5):
+            store.append(DECISIONS, UC, decision(i))
+        store.seal()
+        assert [f.suffix for f in seg_files(tmp_path)] == [".seg"]
+        assert compact(tmp_path)["rows"] == 5
+        store.append(DECISIONS, UC, decision(5))
+        assert read_decisions(tmp_path, UC).height == 6
+    assert compact(tmp_path)["rows"] == 1
+    assert read_decisions(tmp_path, UC)["subject_id"].to_list() == [f"u{i}" for i in range(6)]

@@ -75,7 +75,7 @@ def test_whole_graph_registers_an_evaluated_model(graph_home: Path) -> None:
     import duckdb
 
     con = duckdb.connect(str(layout.warehouse), read_only=True)
-    n_mart, n_unique = con.sql(f"select count(*), count(distinct decision_id) from {UC}.fct_training_examples").fetchone()  # type: ignore[misc]
+    n_mart, n_unique = con.execute(f"select count(*), count(distinct decision_id) from {UC}.fct_training_examples").fetchone()  # type: ignore[misc]
     con.close()
     assert n_mart == n_unique == read_decisions(graph_home, UC).height
 

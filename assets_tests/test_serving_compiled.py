@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from looper_pipelines.serving import compiled as compiled_mod
+from looper_pipelines.serving._shim import parse_predict, shim_source
 from looper_pipelines.serving.compiled import (
     CompiledModel,
     ParityError,
@@ -99,7 +100,8 @@ def artifacts(
             root / task,
             feature_names=FEATURES,
             metadata={"model_version": f"{task}-1", "blueprint_version": "bp1"},
-            parallel_comp=3,
+            # a single translation unit: the blocked batch path degenerates to row by row
+            parallel_comp=1 if task == "regression" else 3,
         )
         for task, booster in boosters.items()
     }
@@ -193,10 +195,15 @@ def test_dataframe_columns_are_reordered(
 
 def test_batch_threads_agree(models: dict[str, CompiledModel]) -> None:
     rng = np.random.default_rng(5)
-    X = rng.normal(size=(20_000, N_FEATURE))
+    X = rng.normal(size=(20_001, N_FEATURE))
     X[:, CAT] = rng.integers(0, 10, size=len(X))
-    model = models["multiclass"]
-    np.testing.assert_array_equal(model.predict(X, num_threads=1), model.predict(X, num_threads=3))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    for task in ("multiclass", "regression"):
+        model = models[task]
+        one_thread = model.predict(X, num_threads=1)
+        np.testing.assert_array_equal(one_thread, model.predict(X, num_threads=3))
+        singles = np.array([model.predict_one(row) for row in X[-300:]])
+        np.testing.assert_array_equal(one_thread[-300:], singles)  # blocked == row by row
 
 
 def test_check_parity_raises_on_mismatch(
@@ -227,6 +234,9 @@ def test_manifest_contents(artifacts: dict[str, Path], boosters: dict[str, lgb.B
     assert m["versions"]["treelite"] and m["versions"]["tl2cgen"] and m["versions"]["lightgbm"]
     assert m["build"]["compiler"] and m["build"]["python"] and m["build"]["created_at"]
     assert m["build"]["parallel_comp"] == 3
+    assert m["library"]["translation_units"] == 3 and m["library"]["batch_block_rows"] > 1
+    regression = json.loads(artifacts["regression"].read_text())["library"]
+    assert regression["translation_units"] == 1
     assert m["metadata"] == {"model_version": "binary-1", "blueprint_version": "bp1"}
     assert json.loads(artifacts["multiclass"].read_text())["num_class"] == 3
     # the folder holds exactly the artifact: no staging leftovers beside it
@@ -313,6 +323,26 @@ def test_feature_names_must_match_training_names(
     with pytest.raises(ValueError, match="has 2 names"):
         compile_lightgbm(boosters["binary"], tmp_path / "x", feature_names=["a", "b"])
     assert not (tmp_path / "x").exists()
+
+
+def test_predict_layout_is_recognised_strictly() -> None:
+    head = "void predict(union Entry* data, int pred_margin, double* result) {\n"
+    units = "  unsigned int tmp;\n  predict_unit0(data, result);\n  predict_unit1(data, result);\n"
+    tail = (
+        "  \n  // Apply base_scores\n  result[0] += 0;\n  result[1] += -1.5e-3;\n"
+        "  \n  // Apply postprocessor\n  if (!pred_margin) { postprocess(result); }\n}\n"
+    )
+    layout = parse_predict(head + units + tail)
+    assert layout is not None and layout.num_units == 2
+    assert layout.base_scores == ("result[0] += 0;", "result[1] += -1.5e-3;")
+    src = shim_source(N_FEATURE, 2, layout)
+    assert "predict_unit0, predict_unit1" in src and "result[1] += -1.5e-3;" in src
+    # trees inlined in predict, units out of order, or extra statements: row loop only
+    inlined = head + "  if (data[0].fvalue <= 1.0) { result[0] += 1.0; }\n" + tail
+    assert parse_predict(inlined) is None
+    assert parse_predict(head + units.replace("unit1", "unit2") + tail) is None
+    assert parse_predict(head + units + "  result[0] /= 2;\n" + tail) is None
+    assert "#define LOOPER_NUM_UNITS 0" in shim_source(N_FEATURE, 1, None)
 
 
 # ------------------------------------------------------------------------------ threads

@@ -31,7 +31,7 @@ class Orchestrator:
     """Materialises one use case's data job over a day range and its model job."""
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
-        from looper_pipelines.definitions import build_definitions
+        from looper_pipelines.defs.build import build_definitions
 
         self.layout = HomeLayout.of(home)
         self.defs = build_definitions(str(self.layout.root))

@@ -1,7 +1,7 @@
 {#- The blueprint's label definitions (dbt var `labels`) as a relation. -#}
 {% macro label_definitions() -%}
 {%- set labels = var('labels') -%}
-{%- if labels | length == 0 -%}
+{%- if labels | length == 0 and execute -%}
     {{ exceptions.raise_compiler_error("var 'labels' is empty: pass the blueprint's label definitions") }}
 {%- endif -%}
 select * from (values

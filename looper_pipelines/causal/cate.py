@@ -9,6 +9,7 @@ effect with a confidence interval (``ate``, cross-fitted AIPW on the training ro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from statistics import NormalDist
 from typing import Any
 
@@ -148,33 +149,47 @@ class CateEstimator(BaseEstimator):
     Parameters
     ----------
     learner:
-        ``"auto"`` (pick by held-out doubly robust score) or one of
-        ``s_learner``, ``t_learner``, ``x_learner``, ``dr_learner``, ``causal_forest``.
+        ``"auto"`` or one of ``s_learner``, ``t_learner``, ``x_learner``,
+        ``dr_learner``, ``causal_forest``.
     random_state:
-        Seed of the held-out split, the cross-fitting folds and every model.
+        Seed of the selection splits, the cross-fitting folds and every model.
+    selection_folds:
+        How ``"auto"`` holds rows out. ``K >= 2`` (default 3): K folds stratified by
+        treatment; each candidate is fitted K times on the other folds and scored on the
+        held-out fold, so every row is scored once, by models that never saw it.
+        ``1``: a single held-out part of ``holdout_fraction`` of the rows.
     holdout_fraction:
-        Share of rows held out to score the candidates under ``"auto"``.
+        Share of rows held out when ``selection_folds=1``.
     candidates:
         Learners considered by ``"auto"`` (default: all).
     n_jobs:
         Threads per LightGBM model and causal forest.
 
-    After ``fit``: ``learner_name``, ``selection_scores`` (``"auto"`` only; held-out
-    score per candidate, lower is better), ``learner_`` (the fitted learner),
-    ``treatment_values_`` (``(control, treated)`` as given), ``ate_`` and
-    ``ate_std_err_`` (cross-fitted AIPW on the training rows), ``n_features_in_``.
+    Under ``"auto"`` each candidate's held-out score is the mean squared difference
+    between its effect estimate and the doubly robust pseudo-outcome of the held-out
+    rows (nuisance models fitted on the training part only); the lowest wins and is
+    refitted on all rows. The score ranks candidates like their mean squared error
+    against the true effect, plus a constant shared by all.
+
+    After ``fit``: ``learner_name``, ``selection_scores`` (``"auto"`` only, lower is
+    better), ``selection_std_errs_`` (standard error of each score's difference to the
+    winner's), ``learner_`` (the fitted learner), ``treatment_values_``
+    (``(control, treated)`` as given), ``ate_`` and ``ate_std_err_`` (cross-fitted AIPW
+    on the training rows), ``n_features_in_``.
     """
 
     def __init__(
         self,
         learner: str = AUTO,
         random_state: int = 0,
+        selection_folds: int = 3,
         holdout_fraction: float = 0.3,
         candidates: Sequence[str] | None = None,
         n_jobs: int = 1,
     ) -> None:
         self.learner = learner
         self.random_state = random_state
+        self.selection_folds = selection_folds
         self.holdout_fraction = holdout_fraction
         self.candidates = candidates
         self.n_jobs = n_jobs
@@ -184,6 +199,8 @@ class CateEstimator(BaseEstimator):
         _check_learner(self.learner)
         if not 0.0 < float(self.holdout_fraction) < 1.0:
             raise ValueError(f"holdout_fraction must lie in (0, 1); got {self.holdout_fraction!r}")
+        if int(self.selection_folds) < 1:
+            raise ValueError(f"selection_folds must be at least 1; got {self.selection_folds!r}")
         candidates = tuple(LEARNERS if self.candidates is None else self.candidates)
         for name in candidates:
             if name not in LEARNERS:
@@ -192,20 +209,23 @@ class CateEstimator(BaseEstimator):
         seed = int(self.random_state)
 
         scores: dict[str, float] = {}
+        score_errs: dict[str, float] = {}
         if self.learner == AUTO:
             if not candidates:
                 raise ValueError("candidates is empty")
             result = select_learner(
-                {name: make_learner(name, seed, self.n_jobs) for name in candidates},
+                {name: partial(make_learner, name, seed, self.n_jobs) for name in candidates},
                 X_arr,
                 T_arr,
                 Y_arr,
                 p_arr,
+                n_splits=int(self.selection_folds),
                 holdout_fraction=float(self.holdout_fraction),
                 random_state=seed,
                 n_jobs=self.n_jobs,
             )
             scores, chosen = result.scores, result.best
+            score_errs = result.std_errs
         else:
             chosen = self.learner
         fitted: BaseCateLearner = make_learner(chosen, seed, self.n_jobs)
@@ -217,6 +237,7 @@ class CateEstimator(BaseEstimator):
         self.learner_ = fitted
         self.learner_name_ = chosen
         self.selection_scores_ = scores
+        self.selection_std_errs_ = score_errs
         self.treatment_values_ = values
         self.n_features_in_ = X_arr.shape[1]
         self.n_rows_ = X_arr.shape[0]
@@ -282,6 +303,7 @@ def fit_cate(
     propensity: ArrayLike | None = None,
     random_state: int = 0,
     *,
+    selection_folds: int = 3,
     holdout_fraction: float = 0.3,
     candidates: Sequence[str] | None = None,
     n_jobs: int = 1,
@@ -292,11 +314,13 @@ def fit_cate(
     values, the sorted first being control); ``Y`` (n,) outcome; ``propensity``
     optional known ``P(T=treated | x)`` per row from the experiment log. ``learner`` is
     ``"auto"`` or one of ``s_learner``, ``t_learner``, ``x_learner``, ``dr_learner``,
-    ``causal_forest``. See :class:`CateEstimator`.
+    ``causal_forest``; ``"auto"`` picks the candidate with the lowest held-out doubly
+    robust score and refits it on all rows. See :class:`CateEstimator`.
     """
     est = CateEstimator(
         learner=learner,
         random_state=random_state,
+        selection_folds=selection_folds,
         holdout_fraction=holdout_fraction,
         candidates=candidates,
         n_jobs=n_jobs,

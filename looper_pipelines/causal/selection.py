@@ -18,7 +18,7 @@ nuisance models were fitted on other rows, ``E[psi | x]`` equals the true effect
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,45 +124,78 @@ def holdout_split(
 
 @dataclass(frozen=True)
 class SelectionResult:
-    """Held-out scores (lower is better), the winner, and the split that produced them."""
+    """Held-out scores (lower is better), their standard errors, and the winner.
+
+    ``std_errs[name]`` is the standard error of the difference between ``name``'s score
+    and the winner's (paired over held-out rows; zero for the winner itself): it shows
+    whether the choice was clear or within noise.
+    """
 
     scores: dict[str, float]
+    std_errs: dict[str, float]
     best: str
-    train_rows: IntArray
-    holdout_rows: IntArray
+    n_splits: int
+
+
+def selection_splits(
+    T: IntArray, n_splits: int, holdout_fraction: float, random_state: int
+) -> list[tuple[IntArray, IntArray]]:
+    """``(train, holdout)`` index pairs: one seeded split for ``n_splits=1``, else K folds.
+
+    Both are stratified by treatment. With K folds every row is held out exactly once.
+    """
+    if n_splits == 1:
+        return [holdout_split(T, holdout_fraction, random_state)]
+    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
+    return [(train, holdout) for train, holdout in folds.split(np.zeros((T.shape[0], 1)), T)]
 
 
 def select_learner(
-    candidates: Mapping[str, BaseCateLearner] | Sequence[tuple[str, BaseCateLearner]],
+    candidates: Mapping[str, Callable[[], BaseCateLearner]],
     X: FloatArray,
     T: IntArray,
     Y: FloatArray,
     propensity: FloatArray | None = None,
+    n_splits: int = 3,
     holdout_fraction: float = 0.3,
     random_state: int = 0,
     n_jobs: int = 1,
 ) -> SelectionResult:
-    """Fit every candidate on a training part and score it on the held-out part.
+    """Score every candidate on rows it was not fitted on; lowest score wins.
 
-    The score is the mean squared difference between the candidate's effect estimate
-    and the held-out doubly robust pseudo-outcome, whose nuisance models are fitted on
-    the training part only (known propensities are used as given). Ties go to the
-    earlier candidate. The candidates are fitted in place on the training part.
+    ``candidates`` maps a name to a factory of unfitted learners. For each split
+    (:func:`selection_splits`), the nuisance models and every candidate are fitted on
+    the training part; on the held-out part the candidate's effect estimate is compared
+    with the doubly robust pseudo-outcome built from those nuisance models (known
+    propensities are used as given). The score is the mean squared difference over all
+    held-out rows. Ties go to the earlier candidate.
     """
-    items = list(candidates.items()) if isinstance(candidates, Mapping) else list(candidates)
-    if not items:
+    if not candidates:
         raise ValueError("candidates is empty")
-    train, holdout = holdout_split(T, holdout_fraction, random_state)
-    prop_train = None if propensity is None else propensity[train]
-    prop_holdout = None if propensity is None else propensity[holdout]
-    nuisance = fit_predict_nuisance(
-        X[train], T[train], Y[train], X[holdout], prop_holdout, random_state, n_jobs
-    )
-    psi = dr_pseudo_outcome(Y[holdout], T[holdout], nuisance)
-    scores: dict[str, float] = {}
-    for name, learner in items:
-        learner.fit(X[train], T[train], Y[train], prop_train)
-        tau = learner.effect(X[holdout])
-        scores[name] = float(np.mean((tau - psi) ** 2))
+    n = T.shape[0]
+    sq = {name: np.full(n, np.nan) for name in candidates}
+    held = np.zeros(n, dtype=bool)
+    for train, holdout in selection_splits(T, n_splits, holdout_fraction, random_state):
+        nuisance = fit_predict_nuisance(
+            X[train],
+            T[train],
+            Y[train],
+            X[holdout],
+            None if propensity is None else propensity[holdout],
+            random_state,
+            n_jobs,
+        )
+        psi = dr_pseudo_outcome(Y[holdout], T[holdout], nuisance)
+        prop_train = None if propensity is None else propensity[train]
+        for name, factory in candidates.items():
+            learner = factory().fit(X[train], T[train], Y[train], prop_train)
+            sq[name][holdout] = (learner.effect(X[holdout]) - psi) ** 2
+        held[holdout] = True
+    scores = {name: float(v[held].mean()) for name, v in sq.items()}
     best = min(scores, key=lambda k: scores[k])
-    return SelectionResult(scores=scores, best=best, train_rows=train, holdout_rows=holdout)
+    m = int(held.sum())
+    std_errs = {
+        name: float(np.std(v[held] - sq[best][held], ddof=1) / np.sqrt(m)) if m > 1 else 0.0
+        for name, v in sq.items()
+    }
+    return SelectionResult(scores=scores, std_errs=std_errs, best=best, n_splits=n_splits)

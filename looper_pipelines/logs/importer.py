@@ -125,7 +125,11 @@ class ColumnMapping(BaseModel):
 
     def columns(self) -> list[tuple[str, str]]:
         """(mapping field, column) of every mapped column, in mapping order."""
-        out = [("timestamp", self.timestamp), ("action", self.action), ("propensity", self.propensity)]
+        out = [
+            ("timestamp", self.timestamp),
+            ("action", self.action),
+            ("propensity", self.propensity),
+        ]
         out += [(f"features.{k}", c) for k, c in self.features.items()]
         out += [(f"rewards.{k}", c) for k, c in self.rewards.items()]
         if self.subject_id is not None:
@@ -159,7 +163,9 @@ def load_mapping(source: PathLike | Mapping[str, Any] | ColumnMapping) -> Column
         except yaml.YAMLError as e:
             raise LogImportError("mapping", f"{p} is not valid YAML: {_first_line(e)}") from None
     if not isinstance(data, dict):
-        raise LogImportError("mapping", f"expected a mapping of fields{where}, got {type(data).__name__}")
+        raise LogImportError(
+            "mapping", f"expected a mapping of fields{where}, got {type(data).__name__}"
+        )
     try:
         return ColumnMapping.model_validate(data)
     except ValidationError as e:
@@ -196,7 +202,8 @@ def check_mapping(mapping: ColumnMapping, bp: Blueprint) -> None:
             )
     if mapping.experiment_arm is not None and bp.experiment is None:
         raise LogImportError(
-            "mapping.experiment_arm", f"blueprint {bp.name!r} declares no experiment, so rows cannot have arms"
+            "mapping.experiment_arm",
+            f"blueprint {bp.name!r} declares no experiment, so rows cannot have arms",
         )
 
 
@@ -344,7 +351,12 @@ class _FileCheck:
         self.df = df
 
     def fail_rows(
-        self, fld: str, column: str, bad: pl.Series, problem: Callable[[Any], str], values: pl.Series | None = None
+        self,
+        fld: str,
+        column: str,
+        bad: pl.Series,
+        problem: Callable[[Any], str],
+        values: pl.Series | None = None,
     ) -> None:
         idx = bad.fill_null(False).arg_true()
         if idx.len() == 0:
@@ -380,7 +392,9 @@ class _FileCheck:
             return s.cast(pl.Float64)
         if s.dtype == pl.Utf8:
             x = s.str.strip_chars().cast(pl.Float64, strict=False)
-            self.fail_rows(fld, column, s.is_not_null() & x.is_null(), lambda v: f"{v!r} is not a number")
+            self.fail_rows(
+                fld, column, s.is_not_null() & x.is_null(), lambda v: f"{v!r} is not a number"
+            )
             return x
         self.fail_type(fld, column, "numbers")
         raise AssertionError  # pragma: no cover
@@ -409,7 +423,10 @@ class _FileCheck:
         else:
             if s.dtype == pl.Utf8:
                 text = s.str.strip_chars()
-                if fmt is None and text.cast(pl.Float64, strict=False).null_count() == s.null_count():
+                if (
+                    fmt is None
+                    and text.cast(pl.Float64, strict=False).null_count() == s.null_count()
+                ):
                     raise LogImportError(
                         "mapping.timestamp_format",
                         f"column {column!r} of {self.display} holds numbers; set timestamp_format "
@@ -417,14 +434,20 @@ class _FileCheck:
                         file=self.display,
                         column=column,
                     )
-                hint = f"format {fmt!r}" if fmt else "the format of the first row; set timestamp_format"
+                hint = (
+                    f"format {fmt!r}"
+                    if fmt
+                    else "the format of the first row; set timestamp_format"
+                )
                 try:
                     parsed = text.str.to_datetime(format=fmt, strict=False, time_unit="us")
                 except pl.exceptions.PolarsError:  # no format given and none could be inferred
                     hint = "no format could be inferred; set timestamp_format"
                     parsed = pl.Series(column, [None] * s.len(), dtype=pl.Datetime("us"))
                 self.fail_rows(
-                    fld, column, s.is_not_null() & parsed.is_null(),
+                    fld,
+                    column,
+                    s.is_not_null() & parsed.is_null(),
                     lambda v: f"cannot parse timestamp {v!r} ({hint})",
                 )
             elif s.dtype == pl.Date:
@@ -442,7 +465,9 @@ class _FileCheck:
                 parsed = parsed.dt.convert_time_zone("UTC")
             us = parsed.dt.epoch("us")
         self.fail_rows(
-            fld, column, (us < 0) | (us >= _MAX_TS_US),
+            fld,
+            column,
+            (us < 0) | (us >= _MAX_TS_US),
             lambda v: f"timestamp {v!r} is before 1970 or after 3000 (wrong unit or format?)",
         )
         return [int(v) for v in us.to_list()]
@@ -456,8 +481,12 @@ class _FileCheck:
         if values == "name":
             names = self.strings(column)
             self.fail_rows(
-                fld, column, ~names.is_in(actions),
-                lambda v: f"{v!r} is not an action of blueprint {bp.name!r} (actions: {_preview(actions)})",
+                fld,
+                column,
+                ~names.is_in(actions),
+                lambda v: (
+                    f"{v!r} is not an action of blueprint {bp.name!r} (actions: {_preview(actions)})"
+                ),
                 names,
             )
             pos = {a: i for i, a in enumerate(actions)}
@@ -469,13 +498,19 @@ class _FileCheck:
                 self.fail_type(fld, column, "integer action indexes")
             f = self.numbers(fld, column)
             self.fail_rows(
-                fld, column, ~f.is_finite() | (f != f.floor()),
+                fld,
+                column,
+                ~f.is_finite() | (f != f.floor()),
                 lambda v: f"action index {v!r} is not an integer",
             )
             x = f.cast(pl.Int64)
         self.fail_rows(
-            fld, column, (x < 0) | (x >= k),
-            lambda v: f"action index {v} is out of range: blueprint {bp.name!r} has {k} actions (0..{k - 1})",
+            fld,
+            column,
+            (x < 0) | (x >= k),
+            lambda v: (
+                f"action index {v} is out of range: blueprint {bp.name!r} has {k} actions (0..{k - 1})"
+            ),
             x,
         )
         return [int(v) for v in x.to_list()]
@@ -485,7 +520,9 @@ class _FileCheck:
         self.require(fld, column, "propensity")
         x = self.numbers(fld, column)
         self.fail_rows(
-            fld, column, ~x.is_finite() | (x <= 0) | (x > 1),
+            fld,
+            column,
+            ~x.is_finite() | (x <= 0) | (x > 1),
             lambda v: f"propensity {v!r} is outside (0, 1]",
         )
         return [float(v) for v in x.to_list()]
@@ -496,7 +533,9 @@ class _FileCheck:
         self.fail_rows(fld, column, ~x.is_finite(), lambda v: f"reward {v!r} is not finite")
         if bp.label(label).kind == "binary":
             self.fail_rows(
-                fld, column, ~x.is_in([0.0, 1.0]),
+                fld,
+                column,
+                ~x.is_in([0.0, 1.0]),
                 lambda v: f"label {label!r} is binary: expected 0 or 1, got {v!r}",
             )
         return x.to_list()
@@ -530,7 +569,9 @@ class _FileCheck:
     def features(self, mapping: ColumnMapping, bp: Blueprint) -> list[dict[str, Any]]:
         encoder = FeatureEncoder(bp)
         by_name = {f.name: f for f in bp.features}
-        cols = {name: self.feature_values(by_name[name], col) for name, col in mapping.features.items()}
+        cols = {
+            name: self.feature_values(by_name[name], col) for name, col in mapping.features.items()
+        }
         names = list(cols)
         out: list[dict[str, Any]] = []
         normalise = encoder.normalise
@@ -558,7 +599,10 @@ class _FileCheck:
     def subjects(self, column: str) -> list[str]:
         s = self.strings(column)
         self.fail_rows(
-            "subject_id", column, s.is_null() | (s.str.strip_chars() == ""), lambda _: "missing subject id",
+            "subject_id",
+            column,
+            s.is_null() | (s.str.strip_chars() == ""),
+            lambda _: "missing subject id",
             s,
         )
         return s.to_list()
@@ -568,8 +612,12 @@ class _FileCheck:
         arms = [a.name for a in bp.experiment.arms]
         s = self.strings(column)
         self.fail_rows(
-            "experiment_arm", column, s.is_not_null() & ~s.is_in(arms),
-            lambda v: f"{v!r} is not an experiment arm of blueprint {bp.name!r} (arms: {', '.join(arms)})",
+            "experiment_arm",
+            column,
+            s.is_not_null() & ~s.is_in(arms),
+            lambda v: (
+                f"{v!r} is not an experiment arm of blueprint {bp.name!r} (arms: {', '.join(arms)})"
+            ),
             s,
         )
         return s.to_list()
@@ -589,7 +637,9 @@ def _read_table(path: Path, display: str, mapping: ColumnMapping, bp: Blueprint)
         else:
             columns = list(pl.read_parquet_schema(path))
     except (OSError, pl.exceptions.PolarsError) as e:
-        raise LogImportError(display, f"cannot read as {kind.upper()}: {_first_line(e)}", file=display) from None
+        raise LogImportError(
+            display, f"cannot read as {kind.upper()}: {_first_line(e)}", file=display
+        ) from None
     present = set(columns)
     for fld, col in mapping.columns():
         if col not in present:
@@ -618,7 +668,9 @@ def _read_table(path: Path, display: str, mapping: ColumnMapping, bp: Blueprint)
         else:
             df = pl.read_parquet(path, columns=needed)
     except (OSError, pl.exceptions.PolarsError) as e:
-        raise LogImportError(display, f"cannot read as {kind.upper()}: {_first_line(e)}", file=display) from None
+        raise LogImportError(
+            display, f"cannot read as {kind.upper()}: {_first_line(e)}", file=display
+        ) from None
     if df.height == 0:
         raise LogImportError(display, "has no data rows", file=display)
     # a blank text cell is a missing value, as an empty CSV cell is
@@ -630,7 +682,9 @@ def _read_table(path: Path, display: str, mapping: ColumnMapping, bp: Blueprint)
     return df.with_columns(blank) if blank else df
 
 
-def _prepare(path: Path, display: str, sha: str, mapping: ColumnMapping, bp: Blueprint) -> _Prepared:
+def _prepare(
+    path: Path, display: str, sha: str, mapping: ColumnMapping, bp: Blueprint
+) -> _Prepared:
     df = _read_table(path, display, mapping, bp)
     chk = _FileCheck(display, df)
     n = df.height
@@ -643,7 +697,9 @@ def _prepare(path: Path, display: str, sha: str, mapping: ColumnMapping, bp: Blu
         subjects = chk.subjects(mapping.subject_id)
     else:
         subjects = [f"{path.stem}:{i + 1}" for i in range(n)]
-    arms = chk.arms(mapping.experiment_arm, bp) if mapping.experiment_arm is not None else [None] * n
+    arms = (
+        chk.arms(mapping.experiment_arm, bp) if mapping.experiment_arm is not None else [None] * n
+    )
     observations: dict[str, int] = {}
     for label, vals in rewards.items():
         drop_zero = _drops_zero(bp, label)
@@ -781,7 +837,9 @@ def import_logs(
             )
         sha = _sha256(p, display)
         if sha in seen:
-            raise LogImportError(display, f"has the same content as {seen[sha]}, given earlier", file=display)
+            raise LogImportError(
+                display, f"has the same content as {seen[sha]}, given earlier", file=display
+            )
         seen[sha] = display
         shas.append(sha)
 
@@ -791,7 +849,9 @@ def import_logs(
         if not force:
             for p, sha in zip(paths, shas, strict=True):
                 display = str(p)
-                earlier = [e for e in entries if e.get("use_case") == use_case and e.get("sha256") == sha]
+                earlier = [
+                    e for e in entries if e.get("use_case") == use_case and e.get("sha256") == sha
+                ]
                 if not earlier:
                     continue
                 e = earlier[-1]

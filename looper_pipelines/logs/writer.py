@@ -15,9 +15,11 @@ Durability modes:
 
 Each writer has one active segment per (kind, use case), ``<stem>.open``, on which it
 holds an exclusive ``flock`` (see ``segments``). A segment is retired when it reaches
-``max_segment_bytes`` or ``max_segment_age_s`` (checked at append with one monotonic
-clock read, and for idle segments by the background thread); the background thread then
-fsyncs it, renames it to ``<stem>.seg`` (sealed) and closes it, off the append path.
+``max_segment_bytes`` (checked at append) or ``max_segment_age_s`` (checked by the
+background thread, at least every ``min(fsync_interval_s, max_segment_age_s / 4)``, so
+appends never read the clock); the next append opens a new segment, and the background
+thread fsyncs the retired one, renames it to ``<stem>.seg`` (sealed) and closes it, off
+the append path.
 """
 
 from __future__ import annotations
@@ -103,6 +105,9 @@ class _Writer:
         self.logs = logs
         self.durability = durability
         self.interval = fsync_interval_s
+        # the background thread also retires segments past their age, so appends need not
+        # read the clock
+        self.tick_s = min(fsync_interval_s, max(0.005, max_segment_age_s / 4))
         self.max_bytes = max_segment_bytes
         self.max_age = max_segment_age_s
         self._init_state()
@@ -167,7 +172,7 @@ class _Writer:
         line = b"%08x " % _CRC32(data) + data + b"\n"
         with self.lock:
             seg = self.active.get((kind, use_case))
-            if seg is None or seg.size >= self.max_bytes or _MONOTONIC() >= seg.deadline:
+            if seg is None or seg.size >= self.max_bytes:
                 seg = self._next_segment(kind, use_case)
             n = _WRITE(seg.fd, line)  # raises only if nothing was written
             if n != len(line):
@@ -189,7 +194,7 @@ class _Writer:
         line = b"%08x " % _CRC32(data) + data + b"\n"
         with self.lock:
             seg = self.active.get((kind, use_case))
-            if seg is None or seg.size >= self.max_bytes or _MONOTONIC() >= seg.deadline:
+            if seg is None or seg.size >= self.max_bytes:
                 seg = self._next_segment(kind, use_case)
             n = _WRITE(seg.fd, line)  # raises only if nothing was written
             if n != len(line):
@@ -330,17 +335,22 @@ class _Writer:
 
     # -- background thread ---------------------------------------------------------------
     def _run(self) -> None:
+        next_sync = _MONOTONIC() + self.interval
         while not self.stop.is_set():
-            self.wake.wait(self.interval)
+            self.wake.wait(self.tick_s)
             self.wake.clear()
             try:
-                self.tick()
-            except Exception as exc:  # keep flushing; report once per failure
+                now = _MONOTONIC()
+                self.tick(now, sync=now >= next_sync)
+                if now >= next_sync:
+                    next_sync = now + self.interval
+            except Exception as exc:  # keep going; the error is in stats / raised in strict
                 warnings.warn(f"log flusher: {exc!r}", RuntimeWarning, stacklevel=1)
                 self.stop.wait(self.interval)
 
-    def tick(self) -> None:
-        now = _MONOTONIC()
+    def tick(self, now: float, sync: bool = True) -> None:
+        """Retire segments past their age or size, seal retired segments, and (default
+        durability) fsync what was written since the last round."""
         with self.lock:
             for key, seg in list(self.active.items()):
                 if seg.deadline <= now or seg.size >= self.max_bytes:
@@ -349,7 +359,7 @@ class _Writer:
             retired = list(self.retired)
         for seg in retired:
             self._seal(seg)
-        if self.durability == "default":
+        if sync and self.durability == "default":
             self.sync()
 
     def _seal(self, seg: _Segment) -> None:
@@ -377,6 +387,14 @@ class _Writer:
                 self.retired.remove(seg)
             self.sealed_bytes += seg.size
         self._count("segments_sealed")
+
+    def seal_all(self) -> None:
+        with self.lock:
+            self.retired.extend(self.active.values())
+            self.active.clear()
+            retired = list(self.retired)
+        for seg in retired:
+            self._seal(seg)
 
     def close(self) -> None:
         with self.lock:
@@ -474,6 +492,11 @@ class LogStore:
     def sync(self) -> None:
         """Fsync everything appended so far (whatever the durability mode)."""
         self._writer.sync()
+
+    def seal(self) -> None:
+        """Seal the active segments now (the next append opens new ones), so that a
+        compaction run next includes everything appended so far."""
+        self._writer.seal_all()
 
     def close(self) -> None:
         """Fsync and seal the active segments. Idempotent."""

@@ -50,8 +50,9 @@ class PolicyValue:
     """An off-policy estimate with a two-sided ``1 - alpha`` confidence interval.
 
     ``value``, ``ci_low`` and ``ci_high`` are the estimate and its interval; ``n`` the
-    number of logged rows; ``estimator`` the estimator's name; ``std_err`` the
-    standard error of the normal approximation (also reported for bootstrap intervals).
+    number of logged rows; ``estimator`` the estimator's name (empty when built by
+    hand); ``std_err`` the standard error of the normal approximation (also reported
+    for bootstrap intervals; NaN when unknown).
     For :func:`estimate_policy_lift` the value is the difference target - baseline.
     """
 
@@ -59,7 +60,7 @@ class PolicyValue:
     ci_low: float
     ci_high: float
     n: int
-    estimator: str = "snips"
+    estimator: str = ""
     std_err: float = float("nan")
 
 

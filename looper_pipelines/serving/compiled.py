@@ -57,7 +57,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
-from looper_pipelines.serving._shim import ABI_VERSION, SHIM_SYMBOLS, shim_source
+from looper_pipelines.serving._shim import (
+    ABI_VERSION,
+    SHIM_SYMBOLS,
+    block_rows,
+    parse_predict,
+    shim_source,
+)
 from looper_pipelines.serving.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -579,7 +585,9 @@ def _resolve_feature_names(model_names: list[str], given: Sequence[str] | None) 
 
 
 def _auto_parallel_comp(num_trees: int, total_leaves: int) -> int:
-    return max(1, min(num_trees, 512, math.ceil(total_leaves / _LEAVES_PER_UNIT)))
+    """About 1,000 leaves per unit; at least 2 (the blocked batch path needs units)."""
+    units = max(2, math.ceil(total_leaves / _LEAVES_PER_UNIT))
+    return max(1, min(num_trees, 512, units))
 
 
 def _compiler_version(toolchain: str) -> str:
@@ -625,8 +633,8 @@ def _build_native(
     parallel_comp: int,
     toolchain: str,
     options: list[str],
-) -> None:
-    """Generate C with TL2cgen, add the shim, compile into ``dest``."""
+) -> dict[str, int]:
+    """Generate C with TL2cgen, add the shim, compile into ``dest``; return layout facts."""
     import json
 
     import tl2cgen
@@ -645,7 +653,8 @@ def _build_native(
             f"generated code has {n_target.group(1)}x{n_class.group(1)} outputs; "
             f"expected {num_output}"
         )
-    (src / "looper_shim.c").write_text(shim_source(num_feature, num_output))
+    layout = parse_predict((src / "main.c").read_text())
+    (src / "looper_shim.c").write_text(shim_source(num_feature, num_output, layout))
     recipe_path = src / "recipe.json"
     recipe = json.loads(recipe_path.read_text())
     recipe["sources"].append({"name": "looper_shim", "length": 1})
@@ -658,6 +667,10 @@ def _build_native(
         long_build_time_warning=False,
     )
     shutil.copyfile(built, dest)
+    return {
+        "translation_units": layout.num_units if layout else 1,
+        "batch_block_rows": block_rows(num_feature) if layout else 1,
+    }
 
 
 def compile_lightgbm(
@@ -724,12 +737,13 @@ def compile_lightgbm(
             lib_name = LIBRARY_STEM + _lib_suffix()
             chosen: Backend = "gtil"
             build_error: str | None = None
+            build_facts: dict[str, int] = {}
             if backend != "gtil":
                 if shutil.which(toolchain) is None:
                     build_error = f"C compiler {toolchain!r} not found"
                 else:
                     try:
-                        _build_native(
+                        build_facts = _build_native(
                             tl_model,
                             workdir,
                             staging / lib_name,
@@ -757,6 +771,7 @@ def compile_lightgbm(
             names=names,
             backend=chosen,
             lib_name=lib_name if chosen == "native" else None,
+            build_facts=build_facts,
             toolchain=toolchain,
             options=options,
             parallel_comp=pc if chosen == "native" else None,
@@ -800,6 +815,7 @@ def _manifest(
     names: list[str],
     backend: Backend,
     lib_name: str | None,
+    build_facts: Mapping[str, int],
     toolchain: str,
     options: list[str],
     parallel_comp: int | None,
@@ -817,6 +833,7 @@ def _manifest(
             "size": lib_path.stat().st_size,
             "abi_version": ABI_VERSION,
             "entry_points": list(SHIM_SYMBOLS),
+            **build_facts,
         }
     tl_path = staging / TREELITE_NAME
     return {

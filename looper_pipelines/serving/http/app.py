@@ -14,8 +14,14 @@ case, 405 wrong method, 413 body too large, 422 anything else about the input (t
 is the dotted path: ``features.age``, ``requests.3.subject_id``). A 500 means a fault of
 the service itself (for example the log folder became unwritable); input cannot cause one.
 
-A background thread picks up newly promoted champions, so the request path never loads
-a model.
+A batch (``/v1/decisions:batch``) is all or nothing: every item is validated first and a
+single bad item rejects the batch (nothing logged), naming ``requests.<i>.<field>``.
+With a token, ``/v1/*`` needs ``Authorization: Bearer <token>``; ``/healthz``,
+``/metrics`` and ``/openapi.json`` stay open for probes and scrapers. Bodies are read as
+JSON whatever their Content-Type.
+
+A background thread picks up newly promoted champions, so requests do not wait for a
+model to load.
 """
 
 from __future__ import annotations
@@ -233,6 +239,14 @@ class LooperHTTP:
                 return  # the client went away
             body = msg.get("body", b"")
             if msg.get("more_body", False):
+                # only a body that did not arrive at once pays for the header scan
+                if self._declared_length(scope) > self.max_body_bytes:
+                    raise RequestError(
+                        413,
+                        "body",
+                        f"the body is larger than {self.max_body_bytes} bytes",
+                        "body_too_large",
+                    )
                 body = await self._read_rest(body, receive)
                 if body is None:
                     return
@@ -295,6 +309,16 @@ class LooperHTTP:
             size += len(chunk)
             if not msg.get("more_body", False):
                 return b"".join(parts)
+
+    @staticmethod
+    def _declared_length(scope: Scope) -> int:
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                try:
+                    return int(v)
+                except ValueError:
+                    return -1
+        return -1
 
     def _authorised(self, scope: Scope) -> bool:
         token = self._token_bytes
