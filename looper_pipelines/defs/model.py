@@ -18,10 +18,9 @@ def build_model_assets(use_case: str) -> list[Any]:
         description="LightGBM per label, split by time; registered in MLflow as the challenger.",
     )
     def trained_model(context: AssetExecutionContext, looper_home: LooperHome, mlflow_tracking: MlflowTracking) -> MaterializeResult:
+        from looper_pipelines.defs.checks import failed_blocking_checks
         from looper_pipelines.evaluation.holdout import all_examples
         from looper_pipelines.training import train_models
-
-        from looper_pipelines.defs.checks import failed_blocking_checks
 
         failed = failed_blocking_checks(looper_home, use_case)
         if failed:
