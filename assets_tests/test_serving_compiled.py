@@ -322,6 +322,8 @@ def test_feature_names_must_match_training_names(
         compile_lightgbm(boosters["binary"], tmp_path / "x", feature_names=FEATURES[::-1])
     with pytest.raises(ValueError, match="has 2 names"):
         compile_lightgbm(boosters["binary"], tmp_path / "x", feature_names=["a", "b"])
+    with pytest.raises(TypeError, match="JSON"):
+        compile_lightgbm(boosters["binary"], tmp_path / "x", metadata={"when": object()})
     assert not (tmp_path / "x").exists()
 
 

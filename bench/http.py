@@ -129,6 +129,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pinned(cpu: int | None) -> Callable[[], None] | None:
     if cpu is None:
         return None
@@ -178,10 +187,16 @@ class Result:
     p50_ms: float
     p99_ms: float
     failures: int
+    cpu_s: float = float("nan")  # CPU time the server process spent meanwhile
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU per request: unlike req/s, barely moved by other load on the machine."""
+        return self.cpu_s / self.requests * 1e6 if self.requests else float("nan")
 
 
 _LUA = """
@@ -365,46 +380,62 @@ def main() -> int:
         assert r.status_code == 200 and len(r.json()["decisions"]) == args.batch_size, r.text
         fastapi_check = httpx.post(f"{by_name['fastapi'].url}/predict", json=DECISION)
         assert fastapi_check.status_code == 200, fastapi_check.text
+        lp = by_name["looper"]
         targets = [
-            ("raw-noop", f"{by_name['raw-noop'].url}/noop", orjson.dumps(DECISION)),
-            ("fastapi+lightgbm", f"{by_name['fastapi'].url}/predict", orjson.dumps(DECISION)),
-            ("looper decision", f"{looper}/v1/decisions", orjson.dumps(DECISION)),
-            (f"looper batch x{args.batch_size}", f"{looper}/v1/decisions:batch", orjson.dumps(batch)),
-            ("looper observation", f"{looper}/v1/observations",
+            ("raw-noop", by_name["raw-noop"], f"{by_name['raw-noop'].url}/noop", orjson.dumps(DECISION)),
+            ("fastapi+lightgbm", by_name["fastapi"], f"{by_name['fastapi'].url}/predict", orjson.dumps(DECISION)),
+            ("looper decision", lp, f"{looper}/v1/decisions", orjson.dumps(DECISION)),
+            (f"looper batch x{args.batch_size}", lp, f"{looper}/v1/decisions:batch", orjson.dumps(batch)),
+            ("looper observation", lp, f"{looper}/v1/observations",
              orjson.dumps({"decision_id": decision_id, "name": "click", "value": 1})),
         ]  # fmt: skip
 
-        def measure(url: str, body: bytes, seconds: float) -> Result:
+        def measure(server: Server, url: str, body: bytes, seconds: float) -> Result:
+            before = cpu_seconds(server.proc.pid)
             if use_wrk:
-                return run_wrk(url, body, seconds, args.connections, load_cpu, workdir)
-            return run_python(url, body, seconds, args.connections)
+                r = run_wrk(url, body, seconds, args.connections, load_cpu, workdir)
+            else:
+                r = run_python(url, body, seconds, args.connections)
+            r.cpu_s = cpu_seconds(server.proc.pid) - before
+            return r
 
-        results: dict[str, list[Result]] = {name: [] for name, _, _ in targets}
+        results: dict[str, list[Result]] = {name: [] for name, _, _, _ in targets}
         for _ in range(args.rounds):
-            for name, url, body in targets:
+            for name, server, url, body in targets:
                 if args.warmup > 0:
-                    measure(url, body, args.warmup)
-                results[name].append(measure(url, body, args.duration))
+                    measure(server, url, body, args.warmup)
+                results[name].append(measure(server, url, body, args.duration))
 
         def med(name: str) -> Result:
             rs = sorted(results[name], key=lambda r: r.rps)
             return rs[len(rs) // 2]
 
+        def med_cpu(name: str) -> float:
+            return statistics.median(r.cpu_us for r in results[name])
+
         loadgen = f"wrk, {args.connections} connections" if use_wrk else f"httpx, {args.connections} tasks"
         pin = "servers on CPU 0, wrk on CPU 1" if two_cpus else "not pinned"
         print(f"load: {loadgen}, {args.duration:g} s per target, median of {args.rounds}; {pin}; "
               f"one uvicorn worker each\n")  # fmt: skip
-        print(f"{'target':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
-        for name, _, _ in targets:
-            r = med(name)
-            print(f"{name:<22}{r.rps:>10,.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.failures:>8}")
+        print(f"{'target':<22}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
+              f"{'server CPU us/req':>19}{'req/s per core':>16}")  # fmt: skip
+        for name, _, _, _ in targets:
+            r, cpu = med(name), med_cpu(name)
+            print(f"{name:<22}{r.rps:>10,.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.failures:>8}"
+                  f"{cpu:>19.1f}{1e6 / cpu:>16,.0f}")  # fmt: skip
         noop, fast, dec = med("raw-noop").rps, med("fastapi+lightgbm").rps, med("looper decision").rps
-        batch_rps = med(f"looper batch x{args.batch_size}").rps
+        batch_name = f"looper batch x{args.batch_size}"
+        batch_rps = med(batch_name).rps
+        cpu_noop, cpu_fast, cpu_dec = med_cpu("raw-noop"), med_cpu("fastapi+lightgbm"), med_cpu("looper decision")
         print()
-        print(f"looper decision / raw-noop     {dec / noop:6.2f}   (goal >= 0.70)")
-        print(f"looper decision / fastapi      {dec / fast:6.2f}")
-        print(f"decisions/s through the batch endpoint: {batch_rps * args.batch_size:,.0f} "
+        print("                                measured req/s   by server CPU per request")
+        print(f"looper decision / raw-noop     {dec / noop:10.2f}   {cpu_noop / cpu_dec:16.2f}   (goal >= 0.70)")
+        print(f"looper decision / fastapi      {dec / fast:10.2f}   {cpu_fast / cpu_dec:16.2f}")
+        print(f"decisions/s through the batch endpoint: {batch_rps * args.batch_size:,.0f} measured, "
+              f"{1e6 / med_cpu(batch_name) * args.batch_size:,.0f} per server core "
               f"({args.batch_size} a request)")  # fmt: skip
+        print(f"load average after the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+              f"on {os.cpu_count()} CPUs (other load on the machine lowers req/s, not CPU per request)")  # fmt: skip
         if any(r.failures for rs in results.values() for r in rs):
             print("WARNING: some requests failed or got a non-2xx status", file=sys.stderr)
             return 1

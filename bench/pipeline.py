@@ -413,3 +413,146 @@ def outcome(db: Path, variables: dict[str, Any]) -> dict[str, float]:
         con.close()
     got.update(click=c, unsubscribe=u, n_observations=k, exp_click=ec, exp_unsubscribe=eu)
     return got
+
+
+# -- the benchmark ---------------------------------------------------------------------
+@dataclass
+class SizeResult:
+    n: int
+    dbt_models: float
+    dbt_wall: float
+    dbt_startup: float  # wall time minus the models' time
+    direct: float
+    dbt_nodes: dict[str, float]
+    direct_steps: dict[str, float]
+    tests: DbtRun | None
+    gen_s: float
+
+
+def _min_by(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: min(r[k] for r in runs) for k in runs[0]}
+
+
+def bench_size(n: int, variables: dict[str, Any], bp: Blueprint, repeats: int, threads: int,
+               root: Path, run_tests: bool) -> SizeResult:
+    work = Path(tempfile.mkdtemp(prefix=f"n{n}-", dir=root))
+    logs = work / "logs"
+    t0 = time.perf_counter()
+    sim = simulate(logs, n, variables, bp)
+    gen_s = time.perf_counter() - t0
+    print(f"\nN = {n:,}: {sim.decision_rows:,} decisions ({sim.decisions:,} in the window), "
+          f"{sim.observation_rows:,} observation rows written in {gen_s:.1f}s", flush=True)
+    dbt_runs: list[DbtRun] = []
+    direct_runs: list[DirectRun] = []
+    tests = None
+    for rep in range(repeats):
+        wh = work / f"wh{rep}.duckdb"
+        r = dbt("run", work, logs, wh, variables)
+        got = outcome(wh, variables)
+        assert got == sim.expected, f"dbt: {got} != expected {sim.expected}"
+        dbt_runs.append(r)
+        print(f"  dbt run    #{rep + 1}: models {r.models:7.2f}s  wall {r.wall:7.2f}s", flush=True)
+        if run_tests and rep == repeats - 1:
+            tests = dbt("test", work, logs, wh, variables)
+            print(f"  dbt test     : {len(tests.nodes)} tests {sum(tests.nodes.values()):7.2f}s  "
+                  f"wall {tests.wall:7.2f}s", flush=True)
+        wh.unlink()
+        db = work / f"direct{rep}.duckdb"
+        d = direct(db, logs, variables, threads)
+        got_direct = outcome(db, variables)
+        assert got_direct == got, f"direct SQL: {got_direct} != dbt {got}"
+        direct_runs.append(d)
+        print(f"  direct SQL #{rep + 1}: total  {d.total:7.2f}s", flush=True)
+        db.unlink()
+    shutil.rmtree(work)
+    nodes = _min_by([{k.rsplit(".", 1)[-1]: t for k, t in r.nodes.items()} for r in dbt_runs])
+    return SizeResult(
+        n=n,
+        dbt_models=min(r.models for r in dbt_runs),
+        dbt_wall=min(r.wall for r in dbt_runs),
+        dbt_startup=min(r.wall - r.models for r in dbt_runs),
+        direct=min(d.total for d in direct_runs),
+        dbt_nodes=nodes,
+        direct_steps=_min_by([d.steps for d in direct_runs]),
+        tests=tests,
+        gen_s=gen_s,
+    )
+
+
+def _slope(a: SizeResult | None, b: SizeResult, attr: str) -> str:
+    if a is None:
+        return "-"
+    return f"{math.log(getattr(b, attr) / getattr(a, attr)) / math.log(b.n / a.n):.2f}"
+
+
+def report(results: list[SizeResult], startup_empty: float, threads: int, prof_threads: int) -> None:
+    print("\nper model, seconds (min over repeats): dbt execution_time / direct SQL")
+    print("N          " + "  ".join(f"{m:>27s}" for m in MODELS))
+    for r in results:
+        print(f"{r.n:<10,d} " + "  ".join(
+            f"{r.dbt_nodes.get(m, float('nan')):12.2f} / {r.direct_steps.get(m, float('nan')):12.2f}"
+            for m in MODELS))
+    print(f"\ndbt: `dbt run` (models only), fresh warehouse and target folder each run; profile "
+          f"threads = {prof_threads} (dbt's model concurrency), DuckDB threads inside dbt = "
+          f"{threads}; direct SQL: DuckDB threads = {threads}.")
+    print(f"dbt start-up, `dbt run` with an empty selection: {startup_empty:.1f}s wall")
+    head = ("| N | dbt models (s) | direct SQL (s) | ratio | dbt wall (s) | dbt start-up (s) "
+            "| dbt s per M rows | direct s per M rows | slope dbt | slope direct | dbt test (s) |")
+    print("\n" + head)
+    print("|" + "---|" * (head.count("|") - 1))
+    prev = None
+    for r in results:
+        t = f"{sum(r.tests.nodes.values()):.1f} / {r.tests.wall:.1f} wall" if r.tests else "-"
+        print(f"| {r.n:,} | {r.dbt_models:.2f} | {r.direct:.2f} | {r.dbt_models / r.direct:.2f} "
+              f"| {r.dbt_wall:.1f} | {r.dbt_startup:.1f} | {r.dbt_models / r.n * 1e6:.2f} "
+              f"| {r.direct / r.n * 1e6:.2f} | {_slope(prev, r, 'dbt_models')} "
+              f"| {_slope(prev, r, 'direct')} | {t} |")
+        prev = r
+    for r in results:
+        if r.n >= 1_000_000:
+            ok = r.dbt_models <= 1.5 * r.direct
+            print(f"goal dbt models <= 1.5x direct at N = {r.n:,}: {'met' if ok else 'NOT met'} "
+                  f"({r.dbt_models / r.direct:.2f}x)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--sizes", default="100000,1000000,5000000",
+                    help="comma-separated numbers of decisions in the window")
+    ap.add_argument("--quick", action="store_true", help="N = 100k only")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per measurement; the minimum is reported")
+    ap.add_argument("--no-tests", action="store_true", help="skip `dbt test`")
+    ap.add_argument("--workdir", default=None, help="parent folder for the temporary data (default: system temp)")
+    args = ap.parse_args()
+    sizes = [100_000] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    from looper_pipelines.defs.dbt import dbt_vars  # imports Dagster: kept out of the timings
+
+    t_all = time.perf_counter()
+    bp = load_blueprint(CATALOG / f"{USE_CASE}.yaml")
+    end = START + timedelta(days=DAYS)
+    variables = dbt_vars(bp, START.isoformat(), end.isoformat())
+    print(f"use case {USE_CASE}, window [{START}, {end}), labels "
+          + ", ".join(f"{lb['name']} {lb['window_hours']:g}h {lb['aggregation']}" for lb in variables["labels"]))
+    root = Path(tempfile.mkdtemp(prefix="looper-bench-pipeline-", dir=args.workdir))
+    try:
+        logs0 = root / "empty-logs"
+        (logs0 / "decisions").mkdir(parents=True)
+        (logs0 / "observations").mkdir(parents=True)
+        threads = dbt_duckdb_threads(root, logs0, variables)
+        prof_threads = profile_threads()
+        startup_empty = min(
+            dbt("run", root, logs0, root / "empty.duckdb", variables, "--select", "none_such_model").wall
+            for _ in range(args.repeats))
+        print(f"DuckDB threads inside dbt: {threads} (profile threads: {prof_threads}); "
+              f"dbt run with an empty selection: {startup_empty:.1f}s", flush=True)
+        results = [bench_size(n, variables, bp, args.repeats, threads, root, not args.no_tests)
+                   for n in sizes]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report(results, startup_empty, threads, prof_threads)
+    print(f"\ntotal {time.perf_counter() - t_all:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

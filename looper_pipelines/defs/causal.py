@@ -19,7 +19,7 @@ def build_causal_assets(use_case: str) -> list[Any]:
     )
     def hte_evaluation(context: AssetExecutionContext, looper_home: LooperHome, mlflow_tracking: MlflowTracking) -> MaterializeResult:
         from looper_pipelines.causal import fit_cate
-        from looper_pipelines.causal.uplift import qini_area, qini_curve
+        from looper_pipelines.causal.uplift import qini_area, qini_curve, uplift_by_segment
         from looper_pipelines.evaluation import plots
         from looper_pipelines.evaluation.policy_value import reward
         from looper_pipelines.registry import CHALLENGER
@@ -41,21 +41,21 @@ def build_causal_assets(use_case: str) -> list[Any]:
         x = np.nan_to_num(data.x, nan=-1.0)
         est = fit_cate(x, t, y, learner="auto", propensity=propensity, random_state=0)
         effect = est.effect(x)
-        ate, lo, hi = est.ate(x)
+        ate, lo, hi = est.ate()  # cross-fitted doubly robust ATE with its interval
         fractions, qini = qini_curve(effect, t, y, propensity=propensity)
         area = float(qini_area(effect, t, y, propensity=propensity))
         fig_q = plots.line_figure(np.asarray(fractions), {"model": np.asarray(qini), "random": np.asarray(fractions) * np.asarray(qini)[-1]},
                                   f"Qini: {use_case}", "fraction treated", "incremental objective")
-        # effects by segment: quartiles of the estimated effect
-        q = np.quantile(effect, [0.25, 0.5, 0.75])
-        seg = np.searchsorted(q, effect)
-        rows = []
-        for s in range(4):
-            m = seg == s
-            obs = float(y[m & (t == 1)].mean() - y[m & (t == 0)].mean()) if (m & (t == 1)).any() and (m & (t == 0)).any() else float("nan")
-            rows.append({"segment": f"effect quartile {s + 1}", "n": int(m.sum()), "mean_estimated_effect": float(effect[m].mean()) if m.any() else float("nan"), "observed_difference": obs})
-        table = "| segment | n | estimated effect | observed difference |\n|---|---|---|---|\n" + "\n".join(
-            f"| {r['segment']} | {r['n']} | {r['mean_estimated_effect']:+.4f} | {r['observed_difference']:+.4f} |" for r in rows)
+        # effects by segment: quartiles of the estimated effect, and the blueprint's category features
+        quartile = np.searchsorted(np.quantile(effect, [0.25, 0.5, 0.75]), effect)
+        tables = {"effect_quartile": uplift_by_segment([f"q{q + 1}" for q in quartile], t, y, effect, propensity)}
+        for j, f in enumerate(bp.features):
+            if f.type == "category":
+                names = np.array(f.categories or [], dtype=object)
+                codes = np.nan_to_num(data.x[:, j], nan=-1).astype(int)
+                tables[f.name] = uplift_by_segment([names[c] if c >= 0 else "missing" for c in codes], t, y, effect, propensity)
+        rows = {k: v.to_dicts() for k, v in tables.items()}
+        table = "\n\n".join(f"**{k}**\n\n" + _markdown(v) for k, v in tables.items())
         reg = mlflow_tracking.registry()
         version = reg.by_alias(use_case, CHALLENGER)
         summary = {"learner": est.learner_name, "ate": ate, "ate_ci_low": lo, "ate_ci_high": hi, "qini_area": area,
@@ -70,3 +70,11 @@ def build_causal_assets(use_case: str) -> list[Any]:
         })
 
     return [hte_evaluation]
+
+
+def _markdown(frame: Any) -> str:
+    cols = ["segment", "n", "mean_effect", "observed_effect", "observed_ci_low", "observed_ci_high"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in frame.select(cols).iter_rows():
+        lines.append("| " + " | ".join(f"{v:+.4f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(lines)

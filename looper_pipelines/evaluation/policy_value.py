@@ -136,7 +136,7 @@ def evaluate_policy(
     r = reward(w, data.labels)
     se = float(r.std(ddof=1) / np.sqrt(max(len(r), 1))) if len(r) > 1 else float("nan")
     z = 1.959963984540054
-    out["logged"] = PolicyValue(float(r.mean()), float(r.mean() - z * se), float(r.mean() + z * se), len(r))
+    out["logged"] = PolicyValue(float(r.mean()), float(r.mean() - z * se), float(r.mean() + z * se), len(r), "logged", se)
     return out
 
 

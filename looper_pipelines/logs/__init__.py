@@ -1,9 +1,10 @@
 """Durable append-only decision and observation logs.
 
-``LogStore`` appends records to segment files (one writer per process); ``read_decisions``
-and ``read_observations`` return every durable record as Polars frames; ``compact`` turns
+``LogStore`` appends records to segment files (one writer per process; ``sync()`` fsyncs
+now, ``seal()`` seals the active segments, ``close()`` does both); ``read_decisions`` and
+``read_observations`` return every durable record as Polars frames; ``compact`` turns
 sealed segments into Hive-partitioned Parquet; ``recover`` seals the segments of writers
-that died, dropping a torn last line.
+that died, dropping a torn last line. The layout on disk is described in ``segments``.
 """
 
 from looper_pipelines.logs.compaction import compact

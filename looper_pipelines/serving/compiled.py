@@ -70,6 +70,7 @@ from looper_pipelines.serving.manifest import (
     MANIFEST_NAME,
     ArtifactError,
     IntegrityError,
+    canonical_json,
     read_manifest,
     sha256_bytes,
     sha256_file,
@@ -712,6 +713,10 @@ def compile_lightgbm(
     if facts["num_feature"] != len(names):
         raise ValueError("the model's feature count and its feature names disagree")
     meta = dict(metadata or {})
+    try:
+        canonical_json(meta)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"metadata must be JSON-serialisable (no NaN): {e}") from None
 
     final = Path(out_dir).expanduser().absolute()
     if final.exists() and (not final.is_dir() or any(final.iterdir())):
