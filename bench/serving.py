@@ -49,7 +49,7 @@ N_LEAVES = 63
 N_FEATURE = 30
 
 
-def train_model(n_rows: int = 50_000, seed: int = 0) -> tuple[lgb.Booster, np.ndarray]:
+def train_model(n_rows: int = 20_000, seed: int = 0) -> tuple[lgb.Booster, np.ndarray]:
     """A binary model of exactly ``N_TREES`` trees with ``N_LEAVES`` leaves each."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n_rows, N_FEATURE))
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     n_batch = args.rows or (20_000 if quick else 100_000)
 
     t0 = time.perf_counter()
-    booster, _ = train_model(20_000 if quick else 50_000)
+    booster, _ = train_model(10_000 if quick else 20_000)
     t_train = time.perf_counter() - t0
     rng = np.random.default_rng(1)
     X_eval = rng.normal(size=(n_batch, N_FEATURE))

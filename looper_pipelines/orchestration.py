@@ -40,14 +40,14 @@ class Orchestrator:
     def materialize_data(self, use_case: str, first_day: str, last_day: str) -> Any:
         from looper_pipelines.defs.factory import data_job_name
 
-        job = self.defs.get_job_def(data_job_name(use_case))
+        job = self.defs.resolve_job_def(data_job_name(use_case))
         return job.execute_in_process(run_config=QUIET, instance=self.instance,
                                       tags={RANGE_START: first_day, RANGE_END: last_day}, raise_on_error=False)
 
     def materialize_models(self, use_case: str) -> Any:
         from looper_pipelines.defs.factory import model_job_name
 
-        job = self.defs.get_job_def(model_job_name(use_case))
+        job = self.defs.resolve_job_def(model_job_name(use_case))
         return job.execute_in_process(run_config=QUIET, instance=self.instance, raise_on_error=False)
 
 

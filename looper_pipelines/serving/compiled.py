@@ -94,12 +94,19 @@ log = logging.getLogger(__name__)
 LIBRARY_STEM: Final = "model"
 TREELITE_NAME: Final = "model.tl"
 DEFAULT_TOOLCHAIN: Final = "gcc"
-# TL2cgen compiles with -O3; -Bsymbolic binds the library's internal calls (predict,
-# postprocess, predict_unitN) to its own definitions whatever else the process has loaded.
-DEFAULT_COMPILER_OPTIONS: Final = ("-Wl,-Bsymbolic",)
-# Leaves per translation unit when choosing parallel_comp automatically: one huge
-# function compiles several times slower than many small ones.
-_LEAVES_PER_UNIT: Final = 1000
+# Appended to TL2cgen's "-O3": -Os wins (the last -O counts). On the generated if/else
+# trees, -O2/-O3 duplicate code paths per missing-value pattern (jump threading) and move
+# the common path out of line; -Os keeps each tree compact and in order, and measured
+# 2-3x faster per row (about 1.2x for batches) and quicker to build. -Bsymbolic binds the
+# library's internal calls (predict, postprocess, predict_unitN) to its own definitions
+# whatever else the process has loaded.
+DEFAULT_COMPILER_OPTIONS: Final = ("-Os", "-Wl,-Bsymbolic")
+# Leaves per translation unit when choosing parallel_comp automatically. Small units
+# compile faster in total (the compiler is superlinear in function size) and make the
+# blocked batch path faster (a unit's code stays in cache over a block of rows): for 200
+# trees of 63 leaves, 40 units built in ~11 s and ran batches ~1.2x faster than 13 units
+# (19 s); 100 units were no better.
+_LEAVES_PER_UNIT: Final = 300
 # Rows per thread below which batch prediction stays on the calling thread.
 _MIN_ROWS_PER_THREAD: Final = 4096
 
@@ -586,7 +593,7 @@ def _resolve_feature_names(model_names: list[str], given: Sequence[str] | None) 
 
 
 def _auto_parallel_comp(num_trees: int, total_leaves: int) -> int:
-    """About 1,000 leaves per unit; at least 2 (the blocked batch path needs units)."""
+    """About 300 leaves per unit; at least 2 (the blocked batch path needs units)."""
     units = max(2, math.ceil(total_leaves / _LEAVES_PER_UNIT))
     return max(1, min(num_trees, 512, units))
 
@@ -693,11 +700,11 @@ def compile_lightgbm(
     ``feature_names``: the model's input order, recorded in the manifest (must match the
     names the model was trained with, unless it has LightGBM's default ``Column_i``).
     ``metadata``: JSON-serialisable caller facts (model, blueprint, policy versions...).
-    ``parallel_comp``: number of C translation units (default: about 1,000 leaves each).
+    ``parallel_comp``: number of C translation units (default: about 300 leaves each).
     ``backend``: ``"auto"`` compiles when ``toolchain`` is found and falls back to GTIL
     (with a warning) when it is missing or compilation fails; ``"native"`` raises
     instead; ``"gtil"`` skips compilation. ``compiler_options`` are appended to
-    TL2cgen's compiler command (``-O3`` already). Before the artifact is published, its
+    TL2cgen's compiler command (default ``-Os -Wl,-Bsymbolic``). Before the artifact is published, its
     predictions on ``verify_rows`` synthetic rows (with NaNs and unseen categories) are
     compared with ``Booster.predict`` (0 disables); a mismatch raises :class:`ParityError`
     and nothing is published.

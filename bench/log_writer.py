@@ -9,8 +9,8 @@ One run measures, each against a baseline run in the same process:
   (c) the in-process SDK call ``get_decision`` with logging at default durability against
       the same call with logging disabled (goal: logging adds <= 30 %).
 
-    python bench/logging.py            # full run
-    python bench/logging.py --quick    # fewer records
+    python bench/log_writer.py            # full run
+    python bench/log_writer.py --quick    # fewer records
 """
 
 from __future__ import annotations
