@@ -9,9 +9,13 @@ from a Lua script):
              ``lightgbm.Booster.predict`` on one row (a tiny booster trained here)
   looper     ``looper serve``: ``POST /v1/decisions`` (validated, decided, logged durably),
              the batch endpoint (100 decisions a request) and ``POST /v1/observations``
+  looper, SDK stubbed   the same service with ``get_decision`` replaced by a fixed answer:
+             what the HTTP layer costs by itself (diagnostic)
 
-It prints requests/s and p50/p99 latency of each, the ratios looper/raw-noop (goal >= 0.7)
-and looper/fastapi, and decisions/s through the batch endpoint. The servers run on CPU 0
+It prints requests/s, p50/p99 latency and the server's CPU time per request of each, the
+ratios looper/raw-noop (goal >= 0.7) and looper/fastapi, both by measured requests/s and
+by server CPU per request (the latter barely moves with other load on the machine), and
+decisions/s through the batch endpoint. The servers run on CPU 0
 and wrk on CPU 1 when there are at least two. Before the load runs it also times, in this
 process, the hand-written envelope check against a cached pydantic ``TypeAdapter`` and the
 in-process SDK call.
@@ -115,10 +119,27 @@ def fastapi_app() -> Any:
     return app
 
 
-def serve_reference(kind: str, port: int) -> None:
+def stubbed_looper_app(home: str) -> Any:
+    """The looper service with the SDK call replaced by a fixed answer: what the HTTP layer
+    costs by itself (diagnostic; nothing is decided or logged)."""
+    from looper_pipelines.serving.http import create_app
+
+    app = create_app(home=home)
+    fixed = app.client.get_decision(UC, "user-42", FEATURES)
+    app.client.get_decision = lambda use_case, subject_id, features: fixed  # type: ignore[method-assign]
+    return app
+
+
+def serve_reference(kind: str, port: int, home: str | None) -> None:
     import uvicorn
 
-    app = noop_app() if kind == "noop" else fastapi_app()
+    if kind == "noop":
+        app = noop_app()
+    elif kind == "fastapi":
+        app = fastapi_app()
+    else:
+        assert home is not None
+        app = stubbed_looper_app(home)
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning", loop="auto", http="auto")
 
 
@@ -336,11 +357,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="repeat the targets; the median is reported")
     ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     ap.add_argument("--no-pin", action="store_true", help="do not pin servers to CPU 0 and wrk to CPU 1")
-    ap.add_argument("--serve", choices=["noop", "fastapi"], help=argparse.SUPPRESS)
+    ap.add_argument("--serve", choices=["noop", "fastapi", "looper-stub"], help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--home", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        serve_reference(args.serve, args.port)
+        serve_reference(args.serve, args.port, args.home)
         return 0
 
     wrk = shutil.which("wrk")
@@ -358,7 +380,7 @@ def main() -> int:
     servers: list[Server] = []
     try:
         micro(workdir)
-        ports = {k: free_port() for k in ("noop", "fastapi", "looper")}
+        ports = {k: free_port() for k in ("noop", "fastapi", "looper", "stub")}
         me = [sys.executable, os.path.abspath(__file__)]
         servers = [
             start("raw-noop", [*me, "--serve", "noop", "--port", str(ports["noop"])], ports["noop"], server_cpu),
@@ -366,6 +388,8 @@ def main() -> int:
             start("looper", [sys.executable, "-m", "looper_pipelines.cli.main", "serve", "--home",
                              str(workdir / "home"), "--port", str(ports["looper"]), "--log-level", "warning"],
                   ports["looper"], server_cpu),
+            start("looper-stub", [*me, "--serve", "looper-stub", "--port", str(ports["stub"]), "--home",
+                                  str(workdir / "stub-home")], ports["stub"], server_cpu),
         ]  # fmt: skip
         for s in servers:
             s.wait_ready()
@@ -388,6 +412,8 @@ def main() -> int:
             (f"looper batch x{args.batch_size}", lp, f"{looper}/v1/decisions:batch", orjson.dumps(batch)),
             ("looper observation", lp, f"{looper}/v1/observations",
              orjson.dumps({"decision_id": decision_id, "name": "click", "value": 1})),
+            ("looper, SDK stubbed", by_name["looper-stub"], f"{by_name['looper-stub'].url}/v1/decisions",
+             orjson.dumps(DECISION)),
         ]  # fmt: skip
 
         def measure(server: Server, url: str, body: bytes, seconds: float) -> Result:
@@ -431,6 +457,8 @@ def main() -> int:
         print("                                measured req/s   by server CPU per request")
         print(f"looper decision / raw-noop     {dec / noop:10.2f}   {cpu_noop / cpu_dec:16.2f}   (goal >= 0.70)")
         print(f"looper decision / fastapi      {dec / fast:10.2f}   {cpu_fast / cpu_dec:16.2f}")
+        stub, cpu_stub = med("looper, SDK stubbed").rps, med_cpu("looper, SDK stubbed")
+        print(f"HTTP layer alone / raw-noop    {stub / noop:10.2f}   {cpu_noop / cpu_stub:16.2f}   (SDK stubbed)")
         print(f"decisions/s through the batch endpoint: {batch_rps * args.batch_size:,.0f} measured, "
               f"{1e6 / med_cpu(batch_name) * args.batch_size:,.0f} per server core "
               f"({args.batch_size} a request)")  # fmt: skip

@@ -20,7 +20,12 @@ def build_policy_assets(use_case: str) -> list[Any]:
     )
     def tuned_policy(context: AssetExecutionContext, looper_home: LooperHome, mlflow_tracking: MlflowTracking) -> MaterializeResult:
         from looper_pipelines.evaluation import plots
-        from looper_pipelines.evaluation.holdout import all_examples, holdout, logged_data
+        from looper_pipelines.evaluation.holdout import (
+            all_examples,
+            holdout,
+            logged_data,
+            tuning_and_gate,
+        )
         from looper_pipelines.registry import CHALLENGER
         from looper_pipelines.tuning import tune_policy
         from looper_pipelines.tuning.optuna_tuner import pareto_mask
@@ -31,8 +36,8 @@ def build_policy_assets(use_case: str) -> list[Any]:
         if version is None:
             raise ValueError(f"no challenger registered for {use_case}")
         models = reg.load_label_models(version)
-        valid = holdout(bp, all_examples(bp, looper_home.layout.warehouse))
-        result = tune_policy(bp, logged_data(bp, valid, models), seed=0)
+        tuning, _ = tuning_and_gate(bp, holdout(bp, all_examples(bp, looper_home.layout.warehouse)))
+        result = tune_policy(bp, logged_data(bp, tuning, models), seed=0)
         reg.set_version_tags(use_case, version.version, {
             "policy_params": json.dumps(result.params, sort_keys=True),
             "policy_version": result.policy_version,

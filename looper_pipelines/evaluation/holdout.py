@@ -23,6 +23,14 @@ def holdout(bp: Blueprint, data: TrainingSet) -> TrainingSet:
     return data.subset(time_split(data, bp.model.validation_days))
 
 
+def tuning_and_gate(bp: Blueprint, data: TrainingSet) -> tuple[TrainingSet, TrainingSet]:
+    """Split the holdout in two by decision id: policy tuning picks parameters on one half,
+    the promotion gate judges them on the other, so the gate is not fooled by the
+    optimiser's own luck on the data it searched."""
+    gate = (data.frame["decision_id"].hash(seed=7) % 2 == 0).to_numpy()
+    return data.subset(~gate), data.subset(gate)
+
+
 def logged_data(bp: Blueprint, data: TrainingSet, models: Mapping[str, Any]) -> LoggedData:
     return LoggedData(
         action=data.action.astype(np.int64),

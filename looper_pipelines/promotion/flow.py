@@ -35,6 +35,7 @@ def evaluate_and_promote(
         holdout_loss,
         logged_data,
         primary_metric,
+        tuning_and_gate,
     )
     from looper_pipelines.evaluation.policy_value import (
         estimate_lift,
@@ -55,13 +56,15 @@ def evaluate_and_promote(
     valid = holdout(bp, all_examples(bp, layout.warehouse))
     ch_models = registry.load_label_models(challenger)
     ch_loss = holdout_loss(bp, valid, ch_models)
+    champ_models = None
+    if champion is not None and champion.tags.get("lineage_version") == bp.lineage_version:
+        champ_models = registry.load_label_models(champion)
+    champ_loss = holdout_loss(bp, valid, champ_models) if champ_models is not None else None
+    _, valid = tuning_and_gate(bp, valid)  # the policy is judged on rows its tuning never saw
     logged = logged_data(bp, valid, ch_models)
     target = policy_probabilities(bp, build_policy(bp, policy_params(challenger, bp)), logged.scores)
     k = len(bp.decision.actions)
-    champ_loss = None
-    if champion is not None and champion.tags.get("lineage_version") == bp.lineage_version:
-        champ_models = registry.load_label_models(champion)
-        champ_loss = holdout_loss(bp, valid, champ_models)
+    if champion is not None and champ_models is not None:
         champ_scores = action_scores(champ_models, valid.x, k)
         baseline = policy_probabilities(bp, build_policy(bp, policy_params(champion, bp)), champ_scores)
     else:  # cold start: the default action, with exploration and experiment as served

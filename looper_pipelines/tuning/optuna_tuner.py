@@ -12,6 +12,7 @@ import numpy as np
 from looper_pipelines.blueprints.model import Blueprint
 from looper_pipelines.evaluation.policy_value import (
     LoggedData,
+    estimate_lift,
     estimate_value,
     guardrail_increase,
     objective_weights,
@@ -34,11 +35,21 @@ class TuningResult:
         return "p" + hashlib.sha256(raw).hexdigest()[:11]
 
 
-def _evaluate(bp: Blueprint, data: LoggedData, params: dict[str, float]) -> tuple[float, dict[str, float]]:
+# one-sided 90% lower bound of the lift over the blueprint's own parameters
+SELECTION_ALPHA = 0.2
+
+
+def _evaluate(
+    bp: Blueprint, data: LoggedData, params: dict[str, float], reference: np.ndarray
+) -> tuple[float, float, dict[str, float]]:
+    """DR value of the policy, the lower bound of its lift over the reference policy, and
+    the guardrail increases."""
     target = policy_probabilities(bp, build_policy(bp, params), data.scores)
-    value = estimate_value(data, target, objective_weights(bp), "dr").value
+    w = objective_weights(bp)
+    value = estimate_value(data, target, w, "dr").value
+    lift_low = estimate_lift(data, target, reference, w, "dr", SELECTION_ALPHA).ci_low
     guards = {k: v.value for k, v in guardrail_increase(bp, data, target, "dr").items()}
-    return value, guards
+    return value, lift_low, guards
 
 
 def _violation(bp: Blueprint, guards: dict[str, float]) -> list[float]:
@@ -46,20 +57,24 @@ def _violation(bp: Blueprint, guards: dict[str, float]) -> list[float]:
 
 
 def tune_policy(bp: Blueprint, data: LoggedData, seed: int = 0, n_trials: int | None = None) -> TuningResult:
-    """Best feasible parameters found (the blueprint's own values are trial 0)."""
+    """Feasible parameters with the best lower confidence bound on their lift over the
+    blueprint's own values (trial 0), so the search departs from the defaults only for a
+    gain the data supports rather than for the largest, possibly lucky, point estimate."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     params_spec = bp.policy.parameters
     n_trials = n_trials or bp.policy.trials
+    reference = policy_probabilities(bp, build_policy(bp, bp.policy.values), data.scores)
     if not params_spec:
-        value, guards = _evaluate(bp, data, {})
+        value, _, guards = _evaluate(bp, data, {}, reference)
         ok = all(v <= 0 for v in _violation(bp, guards))
         return TuningResult({}, value, guards, ok, [{"value": value, **guards}])
 
     def objective(trial: optuna.Trial) -> float:
         params = {p.name: trial.suggest_float(p.name, p.low, p.high) for p in params_spec}
-        value, guards = _evaluate(bp, data, params)
+        value, lift_low, guards = _evaluate(bp, data, params, reference)
+        trial.set_user_attr("lift_low", lift_low)
         trial.set_user_attr("guardrails", guards)
         trial.set_user_attr("constraints", _violation(bp, guards))
         return value
@@ -76,9 +91,11 @@ def tune_policy(bp: Blueprint, data: LoggedData, seed: int = 0, n_trials: int | 
         if t.value is None:
             continue
         feasible = all(c <= 0 for c in t.user_attrs["constraints"])
-        trials.append({"number": t.number, "value": t.value, "feasible": float(feasible), **t.params,
+        trials.append({"number": t.number, "value": t.value, "lift_low": t.user_attrs["lift_low"],
+                       "feasible": float(feasible), **t.params,
                        **{f"guardrail_{k}": v for k, v in t.user_attrs["guardrails"].items()}})
-        if feasible and (best is None or t.value > best.value):
+        key = (t.user_attrs["lift_low"], t.value)
+        if feasible and (best is None or key > (best.user_attrs["lift_low"], best.value)):
             best = t
     if best is None:  # nothing feasible: least violating
         best = min((t for t in study.trials if t.value is not None), key=lambda t: max(t.user_attrs["constraints"] or [0]))
