@@ -65,6 +65,8 @@ def test_propensities_match_the_empirical_action_frequencies(client: LooperClien
         ({**OK, "platform": 1}, "features.platform", "category"),
         ({**OK, "colour": "red"}, "features.colour", "unknown feature"),
         ({**OK, "sessions_last_7d": True}, "features.sessions_last_7d", "expected a number"),
+        ({**OK, "sessions_last_7d": 10**30}, "features.sessions_last_7d", "integer range"),
+        ({**OK, "tenure_days": 10**400}, "features.tenure_days", "too large"),
     ],
 )
 def test_bad_features_name_the_feature(client: LooperClient, home: Path, features: dict, field: str, fragment: str) -> None:

@@ -5,7 +5,9 @@ Used by ``looper demo`` and ``looper loop``; the same jobs run from ``dagster de
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from looper_pipelines.home import HomeLayout
@@ -37,18 +39,28 @@ class Orchestrator:
         self.defs = build_definitions(str(self.layout.root))
         self.instance = instance_for(self.layout)
 
+    @contextlib.contextmanager
+    def _run_output(self) -> Iterator[None]:
+        """Tool output printed during runs (dbt's log lines, progress bars) goes to a file
+        under the home; Dagster's own warnings and errors still reach the console."""
+        path = self.layout.dagster_home / "run-output.log"
+        with open(path, "a") as f, contextlib.redirect_stdout(f):
+            yield
+
     def materialize_data(self, use_case: str, first_day: str, last_day: str) -> Any:
         from looper_pipelines.defs.factory import data_job_name
 
         job = self.defs.resolve_job_def(data_job_name(use_case))
-        return job.execute_in_process(run_config=QUIET, instance=self.instance,
-                                      tags={RANGE_START: first_day, RANGE_END: last_day}, raise_on_error=False)
+        with self._run_output():
+            return job.execute_in_process(run_config=QUIET, instance=self.instance,
+                                          tags={RANGE_START: first_day, RANGE_END: last_day}, raise_on_error=False)
 
     def materialize_models(self, use_case: str) -> Any:
         from looper_pipelines.defs.factory import model_job_name
 
         job = self.defs.resolve_job_def(model_job_name(use_case))
-        return job.execute_in_process(run_config=QUIET, instance=self.instance, raise_on_error=False)
+        with self._run_output():
+            return job.execute_in_process(run_config=QUIET, instance=self.instance, raise_on_error=False)
 
 
 def failure_summary(result: Any) -> str:

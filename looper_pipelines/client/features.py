@@ -11,6 +11,7 @@ from looper_pipelines.client.errors import LooperInputError
 
 _MISSING = object()
 NAN = float("nan")
+_MAX_SAFE_INT = 2**53
 
 
 class FeatureEncoder:
@@ -80,13 +81,20 @@ def _check_value(f: Feature, v: Any) -> Any:
         return v
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise LooperInputError(field, f"expected a number ({f.type}), got {type(v).__name__}")
-    x = float(v)
+    try:
+        x = float(v)
+    except OverflowError:
+        raise LooperInputError(field, "is too large") from None
     if not math.isfinite(x):
         raise LooperInputError(field, f"must be finite, got {v!r}")
     if f.type == "int":
         if x != int(x):
             raise LooperInputError(field, f"expected an integer, got {v!r}")
+        if abs(x) > _MAX_SAFE_INT:
+            raise LooperInputError(field, f"{v!r} is outside the integer range ±2**53")
         v = int(x)
+    else:
+        v = x
     if f.minimum is not None and x < f.minimum:
         raise LooperInputError(field, f"{v!r} is below the minimum {f.minimum:g}")
     if f.maximum is not None and x > f.maximum:

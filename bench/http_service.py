@@ -23,8 +23,8 @@ in-process SDK call.
 Without wrk it says so and falls back to a Python (httpx, asyncio) load generator, whose
 figures are then bound by the client rather than the server.
 
-    python bench/http.py                    # ~10 s a target
-    python bench/http.py --duration 3       # quicker
+    python bench/http_service.py                    # ~10 s a target
+    python bench/http_service.py --duration 3       # quicker
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, this file's folder is first on sys.path; there, this file would shadow
-# the standard library's ``http`` (and bench/logging.py its ``logging``) for every library.
+# Run as a script, this file's folder is first on sys.path: drop it, so that no benchmark
+# module there can shadow a standard library module for the libraries imported below.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
