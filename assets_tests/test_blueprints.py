@@ -64,6 +64,7 @@ def test_version_is_a_content_hash_of_the_normalised_form() -> None:
         (lambda d: d["policy"]["parameters"][0].update(value=99), "policy.parameters[0]", "outside"),
         (lambda d: d["experiment"]["arms"][0].update(probability=0.9), "experiment", "sum to 1"),
         (lambda d: d.update(surprise=1), "surprise", "Extra inputs"),
+        (lambda d: d["policy"]["parameters"][0].update(value=4.0, low=0.0, high=20.0), "(top level)", "same sign"),
     ],
 )
 def test_errors_name_the_field(mutate, path: str, fragment: str) -> None:  # type: ignore[no-untyped-def]

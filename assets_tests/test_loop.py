@@ -19,7 +19,7 @@ UC = "notification_send"
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[RoundReport]]:
     home = tmp_path_factory.mktemp("loop")
-    reports = run_loop(home, UC, rounds=3, subjects=2500, days_per_round=3, seed=0, eval_subjects=20000)
+    reports = run_loop(home, UC, rounds=3, subjects=4000, days_per_round=3, seed=0, eval_subjects=20000)
     return home, reports
 
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, this file's folder is first on sys.path and bench/logging.py would
-# shadow the standard library's ``logging`` for every library imported below.
+# Run as a script, this file's folder is first on sys.path, where a benchmark named like a
+# standard-library module would shadow it for every library imported below.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 

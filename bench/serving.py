@@ -5,17 +5,21 @@ synthetic data), compiles it with ``compile_lightgbm`` and measures, each agains
 baseline run in the same process:
 
   (1) ``CompiledModel.predict_one`` on one row against ``Booster.predict`` on the same
-      row (µs per call; goal: >= 10x faster), asserting identical results;
+      row (µs per call; goal: >= 10x faster), asserting identical results; also with a
+      different row on every call;
   (2) ``CompiledModel.predict`` on 100,000 rows against ``Booster.predict`` with the same
       number of threads (goal: >= 5x faster), asserting identical results;
   (3) the in-process ``get_decision`` against ``Booster.predict`` on one row (placeholder);
   (4) HTTP throughput of the decision service (placeholder).
 
     python bench/serving.py            # full run
-    python bench/serving.py --quick    # fewer repetitions and rows
+    python bench/serving.py --quick    # fewer repetitions, 20,000-row batch
 
-Timings are the best of several repeats (the least disturbed by other processes).
-Results are also written to bench/.out/serving.json.
+The variants of a measurement alternate in rounds, so that all see the same machine load;
+each figure is the best round. Besides wall-clock time it reports CPU time (of the
+calling thread for one-thread figures, of the process for multi-thread ones), which moves
+much less with other load on the machine. Results are also written to
+bench/.out/serving.json.
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 import argparse  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import timeit  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -49,7 +53,7 @@ N_LEAVES = 63
 N_FEATURE = 30
 
 
-def train_model(n_rows: int = 20_000, seed: int = 0) -> tuple[lgb.Booster, np.ndarray]:
+def train_model(n_rows: int = 20_000, seed: int = 0) -> lgb.Booster:
     """A binary model of exactly ``N_TREES`` trees with ``N_LEAVES`` leaves each."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n_rows, N_FEATURE))
@@ -67,24 +71,34 @@ def train_model(n_rows: int = 20_000, seed: int = 0) -> tuple[lgb.Booster, np.nd
     }
     booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=N_TREES)
     assert booster.num_trees() == N_TREES
-    return booster, X
+    return booster
 
 
-def best_us(fn: Callable[[], object], number: int, repeat: int) -> float:
-    """Best mean µs per call over ``repeat`` runs of ``number`` calls."""
-    fn()
-    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
-
-
-def _best_s(fn: Callable[[], object], repeat: int) -> float:
-    return min(timeit.repeat(fn, number=1, repeat=repeat))
+def interleaved(
+    variants: dict[str, tuple[Callable[[], object], int]],
+    rounds: int,
+    cpu_clock: Callable[[], float] = time.thread_time,
+) -> dict[str, dict[str, float]]:
+    """Best µs per call (wall and CPU) of each variant; variants alternate every round."""
+    best = {name: [math.inf, math.inf] for name in variants}
+    for fn, _ in variants.values():
+        fn()  # warm up
+    for _ in range(rounds):
+        for name, (fn, number) in variants.items():
+            w0, c0 = time.perf_counter(), cpu_clock()
+            for _ in range(number):
+                fn()
+            wall, cpu = time.perf_counter() - w0, cpu_clock() - c0
+            best[name][0] = min(best[name][0], wall / number * 1e6)
+            best[name][1] = min(best[name][1], cpu / number * 1e6)
+    return {name: {"wall_us": w, "cpu_us": c} for name, (w, c) in best.items()}
 
 
 def bench_predict_one(
     model: CompiledModel, booster: lgb.Booster, rows: np.ndarray, quick: bool
 ) -> dict[str, Any]:
     """(1) one row: predict_one (ndarray and list input) against Booster.predict."""
-    number, repeat = (2_000, 5) if quick else (20_000, 7)
+    number, rounds = (2_000, 5) if quick else (10_000, 9)
     b_number = number // 10
     x = np.ascontiguousarray(rows[0])
     x_list = x.tolist()
@@ -97,52 +111,48 @@ def bench_predict_one(
     diff = float(max(np.abs(got - expected).max(), np.abs(got_list - expected).max()))
     assert diff <= 1e-12, f"predict_one differs from Booster.predict by {diff}"
 
-    impl = model._impl  # the raw library call, for the overhead breakdown
-    raw_call: Callable[[], object] | None = None
-    if model.backend == "native":
-        buf = impl.in_type(*x_list)  # type: ignore[union-attr]
-        one = impl.one  # type: ignore[union-attr]
-
-        def raw_call() -> object:
-            return one(buf)
-
-    # the same row over and over (branch predictors learn its path) ...
-    compiled_np = best_us(lambda: model.predict_one(x), number, repeat)
-    compiled_list = best_us(lambda: model.predict_one(x_list), number, repeat)
-    raw = best_us(raw_call, number, repeat) if raw_call else None
-    lgb_default = best_us(lambda: booster.predict(x_2d), b_number, repeat)
-    lgb_1t = best_us(lambda: booster.predict(x_2d, num_threads=1), b_number, repeat)
-    lgb_best = min(lgb_default, lgb_1t)
-    # ... and a different row each call, as in serving
     many = [np.ascontiguousarray(r) for r in rows[:1000]]
-    many_2d = [r.reshape(1, -1) for r in many]
-    it_c, it_b = itertools.cycle(many), itertools.cycle(many_2d)
-    varied_c = best_us(lambda: model.predict_one(next(it_c)), number, repeat)
-    varied_b = best_us(lambda: booster.predict(next(it_b), num_threads=1), b_number, repeat)
-    varied_b_default = best_us(lambda: booster.predict(next(it_b)), b_number, repeat)
-    varied_b_best = min(varied_b, varied_b_default)
-    return {
-        "rows_checked": len(rows),
-        "max_abs_diff": diff,
-        "compiled_predict_one_ndarray_us": compiled_np,
-        "compiled_predict_one_list_us": compiled_list,
-        "compiled_library_call_us": raw,
-        "booster_predict_us": lgb_default,
-        "booster_predict_1thread_us": lgb_1t,
-        "ratio_ndarray": lgb_best / compiled_np,
-        "ratio_list": lgb_best / compiled_list,
-        "varied_rows_compiled_us": varied_c,
-        "varied_rows_booster_us": varied_b_default,
-        "varied_rows_booster_1thread_us": varied_b,
-        "ratio_varied_rows": varied_b_best / varied_c,
+    it_c, it_b = itertools.cycle(many), itertools.cycle([r.reshape(1, -1) for r in many])
+    variants: dict[str, tuple[Callable[[], object], int]] = {
+        # the same row over and over (branch predictors learn its path) ...
+        "booster_predict": (lambda: booster.predict(x_2d), b_number),
+        "booster_predict_1thread": (lambda: booster.predict(x_2d, num_threads=1), b_number),
+        "predict_one_ndarray": (lambda: model.predict_one(x), number),
+        "predict_one_list": (lambda: model.predict_one(x_list), number),
+        # ... and a different row on every call, as in serving
+        "varied_booster_predict": (lambda: booster.predict(next(it_b)), b_number),
+        "varied_booster_predict_1thread": (
+            lambda: booster.predict(next(it_b), num_threads=1),
+            b_number,
+        ),
+        "varied_predict_one": (lambda: model.predict_one(next(it_c)), number),
     }
+    if model.backend == "native":  # the bare library call, for the overhead breakdown
+        impl: Any = model._impl
+        buf, one = impl.in_type(*x_list), impl.one
+        variants["library_call"] = (lambda: one(buf), number)
+    res: dict[str, Any] = interleaved(variants, rounds)
+
+    def ratio(base: list[str], ours: str, key: str) -> float:
+        return min(res[b][key] for b in base) / res[ours][key]
+
+    same = ["booster_predict", "booster_predict_1thread"]
+    varied = ["varied_booster_predict", "varied_booster_predict_1thread"]
+    for key in ("wall_us", "cpu_us"):
+        unit = key.split("_")[0]
+        res[f"ratio_ndarray_{unit}"] = ratio(same, "predict_one_ndarray", key)
+        res[f"ratio_list_{unit}"] = ratio(same, "predict_one_list", key)
+        res[f"ratio_varied_{unit}"] = ratio(varied, "varied_predict_one", key)
+    res["rows_checked"] = len(rows)
+    res["max_abs_diff"] = diff
+    return res
 
 
 def bench_batch(
     model: CompiledModel, booster: lgb.Booster, X: np.ndarray, quick: bool
 ) -> dict[str, Any]:
     """(2) a batch: predict against Booster.predict, with the same thread counts."""
-    repeat = 2 if quick else 3
+    rounds = 3 if quick else 5
     out: dict[str, Any] = {"rows": len(X)}
     cpus = os.cpu_count() or 1
     for threads in sorted({1, cpus}):
@@ -150,14 +160,22 @@ def bench_batch(
         got = model.predict(X, num_threads=threads)
         diff = float(np.abs(got - expected).max())
         assert diff <= 1e-12, f"predict differs from Booster.predict by {diff}"
-        t_lgb = _best_s(lambda n=threads: booster.predict(X, num_threads=n), repeat)
-        t_cmp = _best_s(lambda n=threads: model.predict(X, num_threads=n), repeat)
+        clock = time.thread_time if threads == 1 else time.process_time
+        res = interleaved(
+            {
+                "booster": (lambda n=threads: booster.predict(X, num_threads=n), 1),
+                "compiled": (lambda n=threads: model.predict(X, num_threads=n), 1),
+            },
+            rounds,
+            clock,
+        )
         out[f"threads_{threads}"] = {
-            "booster_predict_s": t_lgb,
-            "compiled_predict_s": t_cmp,
-            "booster_us_per_row": t_lgb / len(X) * 1e6,
-            "compiled_us_per_row": t_cmp / len(X) * 1e6,
-            "ratio": t_lgb / t_cmp,
+            "booster_ms": res["booster"]["wall_us"] / 1e3,
+            "compiled_ms": res["compiled"]["wall_us"] / 1e3,
+            "booster_cpu_ms": res["booster"]["cpu_us"] / 1e3,
+            "compiled_cpu_ms": res["compiled"]["cpu_us"] / 1e3,
+            "ratio_wall": res["booster"]["wall_us"] / res["compiled"]["wall_us"],
+            "ratio_cpu": res["booster"]["cpu_us"] / res["compiled"]["cpu_us"],
             "max_abs_diff": diff,
         }
     return out
@@ -173,8 +191,8 @@ def bench_get_decision(model_artifact: Path, booster: lgb.Booster, quick: bool) 
 
     To add: serve ``model_artifact`` through ``LooperClient.local(home)`` for a blueprint
     with these 30 features and time ``get_decision(use_case, subject_id, features)``
-    (logging included) against ``booster.predict`` on the same row. Return a dict of
-    figures like the other measurements; ``None`` means "not measured".
+    (logging included) against ``booster.predict`` on the same row (use ``interleaved``).
+    Return a dict of figures like the other measurements; ``None`` means "not measured".
     """
     return None
 
@@ -192,8 +210,35 @@ def bench_http_throughput(model_artifact: Path, quick: bool) -> dict | None:
 # --------------------------------------------------------------------------------------
 
 
+def _print_one_row(one: dict[str, Any]) -> None:
+    print("\n(1) one row                              wall µs/call   CPU µs/call")
+    labels = [
+        ("booster_predict", "Booster.predict (default threads)"),
+        ("booster_predict_1thread", "Booster.predict (num_threads=1)"),
+        ("predict_one_ndarray", "predict_one, ndarray row"),
+        ("predict_one_list", "predict_one, list row"),
+        ("library_call", "  library call alone"),
+        ("varied_booster_predict", "varied rows: Booster.predict"),
+        ("varied_booster_predict_1thread", "varied rows: Booster.predict, 1 thr"),
+        ("varied_predict_one", "varied rows: predict_one"),
+    ]
+    for key, label in labels:
+        if key in one:
+            print(f"  {label:37s} {one[key]['wall_us']:10.2f}   {one[key]['cpu_us']:10.2f}")
+    print(
+        "  ratio vs faster Booster.predict (wall / CPU): "
+        f"ndarray {one['ratio_ndarray_wall']:.1f}x / {one['ratio_ndarray_cpu']:.1f}x, "
+        f"list {one['ratio_list_wall']:.1f}x / {one['ratio_list_cpu']:.1f}x, "
+        f"varied rows {one['ratio_varied_wall']:.1f}x / {one['ratio_varied_cpu']:.1f}x"
+    )
+    print(
+        f"  identical results on {one['rows_checked']} rows "
+        f"(max abs diff {one['max_abs_diff']:.1e})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and rows")
     ap.add_argument("--rows", type=int, default=None, help="batch rows (default 100,000)")
     args = ap.parse_args(argv)
@@ -201,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     n_batch = args.rows or (20_000 if quick else 100_000)
 
     t0 = time.perf_counter()
-    booster, _ = train_model(10_000 if quick else 20_000)
+    booster = train_model(10_000 if quick else 20_000)
     t_train = time.perf_counter() - t0
     rng = np.random.default_rng(1)
     X_eval = rng.normal(size=(n_batch, N_FEATURE))
@@ -211,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": {"trees": N_TREES, "leaves": N_LEAVES, "features": N_FEATURE},
         "machine": {
             "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
             "platform": platform.platform(),
             "python": platform.python_version(),
             "lightgbm": lgb.__version__,
@@ -228,45 +274,25 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"model: {N_TREES} trees x {N_LEAVES} leaves x {N_FEATURE} features; "
             f"trained in {t_train:.1f} s, compiled ({model.backend}, "
-            f"parallel_comp={results['parallel_comp']}) in {results['compile_s']:.1f} s"
+            f"parallel_comp={results['parallel_comp']}) in {results['compile_s']:.1f} s; "
+            f"load average {os.getloadavg()[0]:.1f}"
         )
 
         one = bench_predict_one(model, booster, X_eval[:2_000], quick)
         results["predict_one"] = one
-        raw = one["compiled_library_call_us"]
-        print("\n(1) one row")
-        print(f"  Booster.predict (default threads) {one['booster_predict_us']:9.2f} us/call")
-        print(
-            f"  Booster.predict (num_threads=1)   {one['booster_predict_1thread_us']:9.2f} us/call"
-        )
-        print(
-            f"  predict_one, ndarray row          {one['compiled_predict_one_ndarray_us']:9.2f} us/call"
-        )
-        print(
-            f"  predict_one, list row             {one['compiled_predict_one_list_us']:9.2f} us/call"
-        )
-        if raw is not None:
-            print(f"  (library call alone               {raw:9.2f} us/call)")
-        print(
-            f"  varied rows: predict_one {one['varied_rows_compiled_us']:.2f} us, "
-            f"Booster.predict {one['varied_rows_booster_us']:.2f} us "
-            f"(num_threads=1: {one['varied_rows_booster_1thread_us']:.2f} us)"
-        )
-        print(
-            f"  ratio vs faster Booster.predict: {one['ratio_ndarray']:.1f}x (ndarray), "
-            f"{one['ratio_list']:.1f}x (list), {one['ratio_varied_rows']:.1f}x (varied rows); "
-            f"identical on {one['rows_checked']} rows (max abs diff {one['max_abs_diff']:.1e})"
-        )
+        _print_one_row(one)
 
         batch = bench_batch(model, booster, X_eval, quick)
         results["batch"] = batch
-        print(f"\n(2) batch of {n_batch:,} rows")
+        print(f"\n(2) batch of {n_batch:,} rows            wall ms (CPU ms)")
         for key, r in batch.items():
             if not key.startswith("threads_"):
                 continue
             print(
-                f"  {key.split('_')[1]} thread(s): Booster.predict {r['booster_predict_s'] * 1e3:8.1f} ms, "
-                f"compiled {r['compiled_predict_s'] * 1e3:8.1f} ms -> {r['ratio']:.1f}x"
+                f"  {key.split('_')[1]} thread(s): Booster.predict {r['booster_ms']:7.1f} "
+                f"({r['booster_cpu_ms']:7.1f}), compiled {r['compiled_ms']:7.1f} "
+                f"({r['compiled_cpu_ms']:7.1f}) -> {r['ratio_wall']:.1f}x wall, "
+                f"{r['ratio_cpu']:.1f}x CPU; max abs diff {r['max_abs_diff']:.1e}"
             )
 
         for name, fn in (
@@ -278,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             if res is None:
                 print(f"\n({name}) not measured yet")
 
+    results["machine"]["load_average_end"] = os.getloadavg()
     out_dir = Path(__file__).resolve().parent / ".out"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "serving.json").write_text(json.dumps(results, indent=2, default=str))

@@ -328,6 +328,19 @@ class Blueprint(_Strict):
                 raise ValueError(f"model.labels names {lb!r}, which is not a label ({labels})")
         if self.policy.score_label is not None and self.policy.score_label not in labels:
             raise ValueError(f"policy.score_label {self.policy.score_label!r} is not a label")
+        weights = self.objective.weights
+        for p in self.policy.parameters:
+            if not p.name.startswith("weight_"):
+                continue
+            label = p.name.removeprefix("weight_")
+            if label not in labels:
+                raise ValueError(f"policy parameter {p.name!r} names no label ({labels})")
+            w = weights.get(label, 0.0)
+            if w * p.value < 0 or w * p.low < 0 or w * p.high < 0:
+                raise ValueError(
+                    f"policy parameter {p.name!r} overrides the objective's weight {w:g} for {label!r}; "
+                    f"its value and range must have the same sign, got value {p.value:g} in [{p.low:g}, {p.high:g}]"
+                )
         if self.policy.kind == "cate_threshold" and self.decision.kind != "binary":
             raise ValueError("policy kind cate_threshold needs a binary decision")
         if self.experiment is not None:

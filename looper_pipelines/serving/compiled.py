@@ -435,7 +435,7 @@ class CompiledModel:
         calling thread.
         """
         columns = getattr(X, "columns", None)
-        if columns is not None and set(self.feature_names) <= {str(c) for c in columns}:
+        if columns is not None and set(self.feature_names) <= set(columns):
             X = X[self.feature_names]
         arr = np.ascontiguousarray(X, dtype=np.float64)
         if arr.ndim == 1:

@@ -76,12 +76,13 @@ def tune_policy(bp: Blueprint, data: LoggedData, seed: int = 0, n_trials: int | 
         value, lift_low, guards = _evaluate(bp, data, params, reference)
         trial.set_user_attr("lift_low", lift_low)
         trial.set_user_attr("guardrails", guards)
-        trial.set_user_attr("constraints", _violation(bp, guards))
+        violations = _violation(bp, guards)
+        trial.set_user_attr("constraints", violations)
+        for g, v in zip(bp.objective.guardrails, violations, strict=True):
+            trial.set_constraint(f"guardrail_{g.label}", v)  # feasible when <= 0
         return value
 
-    sampler = optuna.samplers.TPESampler(
-        seed=seed, constraints_func=lambda t: t.user_attrs["constraints"], n_startup_trials=min(10, n_trials)
-    )
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, n_trials))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial(bp.policy.values)
     study.optimize(objective, n_trials=n_trials)
