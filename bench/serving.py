@@ -187,23 +187,63 @@ def bench_batch(
 
 
 def bench_get_decision(model_artifact: Path, booster: lgb.Booster, quick: bool) -> dict | None:
-    """(3) PLACEHOLDER: full in-process ``get_decision`` against ``Booster.predict`` on one row.
+    """(3) The full in-process ``get_decision`` (validation, compiled models for every action,
+    policy, durable log at the default durability) against ``Booster.predict`` on one row.
 
-    To add: serve ``model_artifact`` through ``LooperClient.local(home)`` for a blueprint
-    with these 30 features and time ``get_decision(use_case, subject_id, features)``
-    (logging included) against ``booster.predict`` on the same row (use ``interleaved``).
-    Return a dict of figures like the other measurements; ``None`` means "not measured".
+    The notification use case is served by two compiled label models of the same size as the
+    reference model (200 trees of 63 leaves), published and hot-loaded as in production.
     """
-    return None
+    import tempfile
+
+    from looper_pipelines.blueprints import load_catalog
+    from looper_pipelines.client import LooperClient
+    from looper_pipelines.home import HomeLayout
+    from looper_pipelines.serving.publish import activate, build_artifact
+
+    uc = "notification_send"
+    bp = load_catalog()[uc]
+    rng = np.random.default_rng(3)
+    n_feat = len(bp.features) + 1
+    x = rng.normal(size=(20_000, n_feat))
+    x[:, -1] = rng.integers(0, 2, len(x))
+    params = {"objective": "binary", "num_leaves": 63, "min_data_in_leaf": 5, "verbosity": -1, "seed": 3}
+    boosters = {
+        label: lgb.train(params, lgb.Dataset(x, (rng.random(len(x)) < 1 / (1 + np.exp(-x[:, 0] * (1 + x[:, -1])))).astype(float)),
+                         num_boost_round=200 if not quick else 50)
+        for label in ("click", "unsubscribe")
+    }
+    features = {"tenure_days": 120.0, "hour_of_day": 19, "notif_open_rate": 0.3, "platform": "ios", "sessions_last_7d": 3}
+    with tempfile.TemporaryDirectory() as home:
+        layout = HomeLayout.of(home)
+        build_artifact(layout, uc, "bench", boosters, [*bp.feature_names, "action"], {
+            "model_version": "bench", "policy_version": "bench", "policy_params": {},
+            "blueprint_version": bp.version, "lineage_version": bp.lineage_version})
+        activate(layout, uc, "bench")
+        client = LooperClient.local(home)
+        quiet = LooperClient.local(home, log_durability="disabled")
+        assert client.deployment(uc).model_version == "bench"
+        ref_row = rng.normal(size=(1, booster.num_feature()))
+        number, rounds = (500, 3) if quick else (3_000, 7)
+        res = interleaved({
+            "booster_predict": (lambda: booster.predict(ref_row), number),
+            "get_decision": (lambda: client.get_decision(uc, "u1", features), number),
+            "get_decision_no_log": (lambda: quiet.get_decision(uc, "u1", features), number),
+        }, rounds)
+        client.close()
+        quiet.close()
+    ratio = res["booster_predict"]["wall_us"] / res["get_decision"]["wall_us"]
+    print("\n(3) full get_decision vs Booster.predict, one row   wall µs/call")
+    for k, v in res.items():
+        print(f"  {k:22s} {v['wall_us']:8.1f}")
+    print(f"  Booster.predict / get_decision = {ratio:.2f}x (get_decision scores 2 labels x 2 actions, "
+          f"applies the policy and logs durably)")
+    return {**res, "ratio_booster_over_get_decision": ratio}
 
 
 def bench_http_throughput(model_artifact: Path, quick: bool) -> dict | None:
-    """(4) PLACEHOLDER: decisions per second through the HTTP service on this machine.
-
-    To add: start the decision service on 127.0.0.1 with ``model_artifact`` as champion,
-    drive it with a bounded number of requests from a few concurrent clients, report
-    requests/s and latency percentiles, stop the server. ``None`` means "not measured".
-    """
+    """(4) HTTP throughput lives in ``bench/http_service.py`` (it needs an external load
+    generator, wrk, and reference servers); run it separately."""
+    print("\n(4) HTTP: run python bench/http_service.py (wrk against the service and two reference servers)")
     return None
 
 

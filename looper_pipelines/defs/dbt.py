@@ -93,7 +93,8 @@ def build_dbt_assets(bp: Blueprint, manifest: Path) -> Any:
         blueprint = looper_home.blueprint(use_case)
         window = context.partition_time_window
         variables = dbt_vars(blueprint, window.start.strftime("%Y-%m-%d"), window.end.strftime("%Y-%m-%d"))
-        target = looper_home.layout.root / "dbt" / "runs" / context.run_id[:8] / use_case
+        # a persistent target per use case lets dbt reuse its parse (runs of a use case are serialised)
+        target = looper_home.layout.root / "dbt" / "target" / use_case
         yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context, target_path=target).stream()
 
     return _models

@@ -17,34 +17,37 @@ observations as (
     from {{ ref('stg_observations') }}
 ),
 
-in_window as (
+matched as (
+    -- only decisions that have observations inside a window (a small share of all pairs)
     select
         d.decision_id,
-        d.decision_date,
         l.label,
         l.aggregation,
-        l.fill_value,
-        o.value,
-        epoch_us(o.observed_at) - epoch_us(d.decided_at) as delay_us
+        case l.aggregation when 'max' then max(o.value) when 'sum' then sum(o.value) end as aggregated,
+        count(o.value) as n_observations,
+        min(epoch_us(o.observed_at) - epoch_us(d.decided_at)) / 1e6 as first_delay_s
     from decisions as d
-    cross join label_definitions as l
-    left join observations as o
+    inner join observations as o
         on o.decision_id = d.decision_id
-        and o.name = l.label
         and o.observed_at >= d.decided_at
+    inner join label_definitions as l
+        on o.name = l.label
         and epoch_us(o.observed_at) < epoch_us(d.decided_at) + cast(l.window_hours * 3600e6 as bigint)
+    group by d.decision_id, l.label, l.aggregation
 )
 
 select
-    decision_id,
-    decision_date,
-    label,
-    case aggregation
-        when 'max' then coalesce(max(value), any_value(fill_value))
-        when 'sum' then coalesce(sum(value), any_value(fill_value))
-        else cast(count(value) as double)
+    d.decision_id,
+    d.decision_date,
+    l.label,
+    case l.aggregation
+        when 'count' then cast(coalesce(m.n_observations, 0) as double)
+        else coalesce(m.aggregated, l.fill_value)
     end as value,
-    count(value) as n_observations,
-    min(delay_us) / 1e6 as first_delay_s
-from in_window
-group by decision_id, decision_date, label, aggregation
+    coalesce(m.n_observations, 0) as n_observations,
+    m.first_delay_s
+from decisions as d
+cross join label_definitions as l
+left join matched as m
+    on m.decision_id = d.decision_id
+    and m.label = l.label
