@@ -10,15 +10,17 @@ from typing import Any
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("TQDM_DISABLE", "1")  # Great Expectations draws progress bars otherwise
 _counter = itertools.count()
 
 
 @functools.lru_cache(maxsize=1)
 def _context() -> Any:
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    return gx.get_context(mode="ephemeral")
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return ctx
 
 
 def run_expectations(frame: pd.DataFrame, expectations: list[Any]) -> list[tuple[str, bool, dict[str, Any]]]:
