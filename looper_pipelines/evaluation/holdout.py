@@ -31,8 +31,8 @@ def tuning_and_gate(bp: Blueprint, data: TrainingSet) -> tuple[TrainingSet, Trai
 
     # by subject and time rather than by the id, whose process prefix is random: the same
     # logs always split the same way
-    key = pl.concat_str([data.frame["subject_id"], data.frame["decided_at"].cast(pl.Utf8)])
-    gate = (key.hash(seed=7) % 3 != 0).to_numpy()
+    key = pl.concat_str([pl.col("subject_id"), pl.col("decided_at").cast(pl.Utf8)])
+    gate = data.frame.select((key.hash(seed=7) % 3 != 0).alias("gate"))["gate"].to_numpy()
     return data.subset(~gate), data.subset(gate)
 
 
