@@ -11,7 +11,7 @@ from looper_pipelines.client.errors import LooperInputError
 
 _MISSING = object()
 NAN = float("nan")
-_MAX_SAFE_INT = 2**53
+MAX_SAFE_INT = 2**53  # integers beyond this lose precision as JSON numbers
 
 
 class FeatureEncoder:
@@ -90,7 +90,7 @@ def _check_value(f: Feature, v: Any) -> Any:
     if f.type == "int":
         if x != int(x):
             raise LooperInputError(field, f"expected an integer, got {v!r}")
-        if abs(x) > _MAX_SAFE_INT:
+        if abs(v if isinstance(v, int) else x) > MAX_SAFE_INT:
             raise LooperInputError(field, f"{v!r} is outside the integer range ±2**53")
         v = int(x)
     else:

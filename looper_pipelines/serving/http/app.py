@@ -44,7 +44,7 @@ from starlette.routing import Route
 
 from looper_pipelines.client import LooperClient, LooperInputError, UnknownUseCaseError
 from looper_pipelines.client.decision import Decision
-from looper_pipelines.client.features import FeatureEncoder
+from looper_pipelines.client.features import MAX_SAFE_INT, FeatureEncoder
 from looper_pipelines.logs.records import use_case_of
 from looper_pipelines.serving.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from looper_pipelines.serving.http.metrics import HttpMetrics
@@ -66,8 +66,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 TOKEN_ENV = "LOOPER_API_TOKEN"
-_I64_MIN = -(1 << 63)
-_I64_MAX = (1 << 63) - 1
+_I64_MIN = -MAX_SAFE_INT  # the SDK's integer range for int features
+_I64_MAX = MAX_SAFE_INT
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _CONTENT_LENGTH = b"content-length"
 
@@ -334,7 +334,7 @@ class LooperHTTP:
             v = features.get(name)
             if (type(v) is int or type(v) is float) and (v > _I64_MAX or v < _I64_MIN):
                 raise RequestError(
-                    422, f"{prefix}features.{name}", f"{v!r} is outside the 64-bit integer range"
+                    422, f"{prefix}features.{name}", f"{v!r} is outside the integer range ±2**53"
                 )
 
     def _decide(self, data: Any) -> bytes:

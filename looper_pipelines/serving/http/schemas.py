@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, create_model
 from pydantic.json_schema import models_json_schema
 
 from looper_pipelines.blueprints import Blueprint, Feature
+from looper_pipelines.client.features import MAX_SAFE_INT
 
 API_VERSION = "1"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
@@ -127,7 +128,7 @@ class HealthResponse(BaseModel):
 
 
 # -- per-use-case request models from blueprints -------------------------------------------
-_INT64 = (-(1 << 63), (1 << 63) - 1)
+_INT_RANGE = (-MAX_SAFE_INT, MAX_SAFE_INT)  # what the SDK accepts for int features
 
 
 def _camel(name: str) -> str:
@@ -142,9 +143,8 @@ def _feature_field(f: Feature) -> tuple[Any, Any]:
     elif f.type == "bool":
         py = bool
     elif f.type == "int":
-        # the log format holds 64-bit integers
-        lo_i = _INT64[0] if lo is None else max(_INT64[0], int(-(-lo // 1)))
-        hi_i = _INT64[1] if hi is None else min(_INT64[1], int(hi // 1))
+        lo_i = _INT_RANGE[0] if lo is None else max(_INT_RANGE[0], int(-(-lo // 1)))
+        hi_i = _INT_RANGE[1] if hi is None else min(_INT_RANGE[1], int(hi // 1))
         py = Annotated[int, Field(ge=lo_i, le=hi_i)]
     else:
         py = Annotated[float, Field(ge=lo, le=hi, allow_inf_nan=False)]
