@@ -11,7 +11,6 @@ import ast
 import hashlib
 import json
 import math
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -393,7 +392,3 @@ class Blueprint(_Strict):
 def _digest(obj: Any) -> str:
     raw = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(raw).hexdigest()[:12]
-
-
-def is_valid_name(name: str) -> bool:
-    return re.fullmatch(NAME_PATTERN, name) is not None

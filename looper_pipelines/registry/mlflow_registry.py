@@ -9,7 +9,6 @@ and registered. Aliases: ``challenger`` (newest trained), ``champion`` (serving)
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -156,7 +155,3 @@ def log_artifact_object(path: str, obj: Any) -> None:
         mlflow.log_text(obj, path)
     else:
         mlflow.log_figure(obj, path)
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, default=str)

@@ -18,7 +18,6 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,7 +135,3 @@ class DeploymentWatcher:
                     self._loaded[name] = version
         finally:
             self._lock.release()
-
-
-def published_dir(layout: HomeLayout, use_case: str) -> Path:
-    return layout.serving / use_case
