@@ -79,10 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_home(rb)
 
     demo = sub.add_parser("demo", help="the whole loop on a simulated product, ending with a served champion")
-    demo.add_argument("--subjects", type=int, default=3000)
-    demo.add_argument("--days", type=int, default=4)
-    demo.add_argument("--rounds", type=int, default=2)
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--subjects", type=int, default=6000)
+    demo.add_argument("--days", type=int, default=3)
+    demo.add_argument("--rounds", type=int, default=3)
+    demo.add_argument("--seed", type=int, default=0)
     _add_home(demo)
 
     srv = sub.add_parser("serve", help="serve decisions and observations over HTTP")
