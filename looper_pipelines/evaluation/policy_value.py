@@ -44,7 +44,12 @@ def reward_hat(weights: Mapping[str, float], scores: Mapping[str, np.ndarray]) -
 def policy_probabilities(bp: Blueprint, policy: DecisionPolicy, scores: Mapping[str, np.ndarray]) -> np.ndarray:
     """(n, K) probabilities of the policy as deployed: greedy choice mixed with the
     blueprint's exploration and experiment."""
-    greedy = policy.choose(scores)
+    return deployed_probabilities(bp, policy.choose(scores))
+
+
+def deployed_probabilities(bp: Blueprint, greedy: np.ndarray) -> np.ndarray:
+    """(n, K) probabilities when ``greedy`` actions are served with the blueprint's
+    exploration and experiment mixed in."""
     k = len(bp.decision.actions)
     exp = bp.experiment
     arm_p = np.zeros(k)

@@ -38,12 +38,13 @@ def evaluate_and_promote(
         tuning_and_gate,
     )
     from looper_pipelines.evaluation.policy_value import (
+        deployed_probabilities,
         estimate_lift,
         guardrail_increase,
         policy_probabilities,
     )
     from looper_pipelines.evaluation.scoring import action_scores
-    from looper_pipelines.policies import build_policy, mixture_probabilities
+    from looper_pipelines.policies import build_policy
 
     uc = bp.name
     history = PromotionHistory(layout.state, uc)
@@ -68,12 +69,8 @@ def evaluate_and_promote(
         champ_scores = action_scores(champ_models, valid.x, k)
         baseline = policy_probabilities(bp, build_policy(bp, policy_params(champion, bp)), champ_scores)
     else:  # cold start: the default action, with exploration and experiment as served
-        exp = bp.experiment
-        arm_p = np.zeros(k)
-        for arm in exp.arms if exp else []:
-            arm_p[bp.decision.actions.index(arm.action)] += arm.probability
         greedy = np.full(logged.n, bp.decision.actions.index(bp.decision.default_action))
-        baseline = mixture_probabilities(greedy, k, bp.decision.exploration.epsilon, exp.share if exp else 0.0, arm_p)
+        baseline = deployed_probabilities(bp, greedy)
     alpha = 2 * (1 - bp.promotion.min_lift_confidence)
     lift = estimate_lift(logged, target, baseline, bp.objective.weights, "dr", alpha)
     guards = {lb: v.value for lb, v in guardrail_increase(bp, logged, target).items()}

@@ -42,6 +42,8 @@ class ActionScorer:
         self.n_features = n_features
         self._actions = np.arange(n_actions, dtype=np.float64)
         self._local = threading.local()
+        # a few rows: one direct call per action beats the batch path's set-up
+        self._per_row = n_actions <= _ROW_CALLS_UP_TO and all(hasattr(m, "predict_one") for m in self.models.values())
 
     def _grid(self) -> np.ndarray:
         g = getattr(self._local, "grid", None)
@@ -54,8 +56,7 @@ class ActionScorer:
     def score(self, row: list[float]) -> dict[str, np.ndarray]:
         g = self._grid()
         g[:, :-1] = row
-        if self.n_actions <= _ROW_CALLS_UP_TO and all(hasattr(m, "predict_one") for m in self.models.values()):
-            # a few rows: one direct call per action beats the batch path's set-up
+        if self._per_row:
             return {label: np.array([m.predict_one(g[a]) for a in range(self.n_actions)], dtype=np.float64)
                     for label, m in self.models.items()}
         return {label: np.asarray(m.predict(g), dtype=np.float64).reshape(self.n_actions) for label, m in self.models.items()}
