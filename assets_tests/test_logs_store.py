@@ -367,11 +367,11 @@ def test_recover_and_compact_leave_live_segments_alone(tmp_path: Path) -> None:
     for i in range(5):
         store.append(DECISIONS, UC, decision(i))
     [live] = seg_files(tmp_path)
-    size = live.stat().st_size
+    records = live.read_bytes()[: sg.scan(live.read_bytes())[1]]
     assert recover(tmp_path)["live_segments"] == 1
     report = compact(tmp_path)
     assert report["segments_compacted"] == 0 and report["live_segments"] == 1
-    assert live.exists() and live.stat().st_size == size
+    assert live.exists() and live.read_bytes().startswith(records)
     store.append(DECISIONS, UC, decision(5))
     assert read_decisions(tmp_path, UC).height == 6
     store.close()
@@ -481,29 +481,52 @@ def test_reader_tolerates_a_badly_typed_value(tmp_path: Path) -> None:
     assert df["propensity"].to_list() == [0.9, None]
 
 
-def test_a_short_write_is_cut_and_the_log_stays_readable(
+def test_a_full_disk_fails_only_the_append_that_needs_space(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from looper_pipelines.logs import writer
 
+    real = writer._PWRITE
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    big = {**decision(1), "features": {"blob": "x" * (3 << 20)}}  # needs the file to grow
     with LogStore(tmp_path) as store:
         store.append(DECISIONS, UC, decision(0))
-        real = os.write
-        monkeypatch.setattr(writer, "_WRITE", lambda fd, b: real(fd, b[: len(b) // 2]))
-        with pytest.raises(OSError, match="short write"):
-            store.append(DECISIONS, UC, decision(1))
-
-        def full(fd: int, b: bytes) -> int:
-            raise OSError(28, "No space left on device")
-
-        monkeypatch.setattr(writer, "_WRITE", full)
-        with pytest.raises(OSError, match="No space"):
-            store.append(DECISIONS, UC, decision(2))
-        monkeypatch.setattr(writer, "_WRITE", real)
-        store.append(DECISIONS, UC, decision(3))
-    assert read_decisions(tmp_path, UC)["subject_id"].to_list() == ["u0", "u3"]
+        monkeypatch.setattr(writer, "_PWRITE", full)
+        with pytest.raises(OSError, match="No space left on device; record not logged"):
+            store.append(DECISIONS, UC, big)
+        store.append(DECISIONS, UC, decision(2))  # fits the space already reserved
+        monkeypatch.setattr(writer, "_PWRITE", real)
+        store.append(DECISIONS, UC, {**big, "subject_id": "u3"})
+    assert sorted(read_decisions(tmp_path, UC)["subject_id"].to_list()) == ["u0", "u2", "u3"]
     assert recover(tmp_path)["bytes_dropped"] == 0
-    assert compact(tmp_path)["rows"] == 2
+    assert compact(tmp_path)["rows"] == 3
+
+
+def test_an_active_segment_is_preallocated_and_sealed_to_its_records(tmp_path: Path) -> None:
+    store = LogStore(tmp_path)
+    store.append(DECISIONS, UC, decision(0))
+    [live] = seg_files(tmp_path)
+    line = len(sg.encode_line(orjson.dumps(decision(0))))
+    data = live.read_bytes()
+    assert len(data) > line and not data[line:].strip(b"\0")  # zeros past the record
+    assert read_decisions(tmp_path, UC).height == 1
+    store.close()
+    [sealed] = seg_files(tmp_path)
+    assert sealed.suffix == ".seg" and sealed.stat().st_size == line
+
+
+def test_recovery_does_not_quarantine_preallocated_zeros(tmp_path: Path) -> None:
+    recs = [decision(i) for i in range(3)]
+    path = _hand_written_segment(tmp_path, STEM, recs, b"\0" * 70_000)
+    report = recover(tmp_path)
+    assert report["segments_recovered"] == 1 and report["bytes_dropped"] == 0
+    assert not (tmp_path / "logs" / DECISIONS / "_quarantine").exists()
+    sealed = path.with_suffix(".seg")
+    assert sealed.stat().st_size == sum(len(sg.encode_line(orjson.dumps(r))) for r in recs)
+    assert read_decisions(tmp_path, UC).height == 3
 
 
 def test_seal_makes_everything_compactable_while_the_store_stays_open(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from looper_pipelines.blueprints import Blueprint, load_blueprint  # noqa: E402
-from looper_pipelines.logs.records import DECISION_SCHEMA, OBSERVATION_SCHEMA  # noqa: E402
+from looper_pipelines.logs.schemas import DECISION_SCHEMA, OBSERVATION_SCHEMA  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DBT_DIR = ROOT / "dbt_project"

@@ -77,9 +77,10 @@ def compact_segment(logs: Path, ref: sg.SegmentRef) -> dict[str, int]:
             part = df.filter(pl.col("_date") == date).drop("_date")
             _write_parquet(part, base / f"date={date}" / sg.parquet_name(ref.stem))
             files += 1
-    if valid < len(data):
+    damaged = sg.damaged_tail(data, valid)
+    if damaged:
         # a sealed segment is normally whole; keep what could not be read for inspection
-        sg.write_quarantine(logs, ref, data[valid:], ".corrupt")
+        sg.write_quarantine(logs, ref, damaged, ".corrupt")
     with suppress(FileNotFoundError):
         os.unlink(ref.path)
     sg.fsync_dir(ref.path.parent)

@@ -16,13 +16,8 @@ import orjson
 import polars as pl
 
 from looper_pipelines.logs import segments as sg
-from looper_pipelines.logs.records import (
-    DECISIONS,
-    ID_COLUMN,
-    JSON_COLUMNS,
-    OBSERVATIONS,
-    SCHEMAS,
-)
+from looper_pipelines.logs.records import DECISIONS, ID_COLUMN, JSON_COLUMNS, OBSERVATIONS
+from looper_pipelines.logs.schemas import SCHEMAS
 
 
 def empty_frame(kind: str) -> pl.DataFrame:

@@ -1,9 +1,10 @@
-"""Record schemas of the decision and observation logs, and time-ordered ids.
+"""Record kinds, id columns and time-ordered ids of the decision and observation logs.
 
 In a segment file each record is one line: ``<crc32 as 8 hex digits> <JSON object>\\n``.
 Timestamps are integer microseconds since the Unix epoch (UTC). In Parquet and in the
 Polars frames the readers return, ``features`` and ``scores`` are JSON strings (their keys
-depend on the use case) and ``timestamp`` is ``Datetime("us", "UTC")``.
+depend on the use case) and ``timestamp`` is ``Datetime("us", "UTC")``: the column types are
+in ``schemas`` (which needs Polars; this module, on the decision path, does not).
 """
 
 from __future__ import annotations
@@ -13,41 +14,12 @@ import os
 import re
 import threading
 import time
-
-import polars as pl
+from typing import Any
 
 DECISIONS = "decisions"
 OBSERVATIONS = "observations"
 KINDS = (DECISIONS, OBSERVATIONS)
 
-DECISION_SCHEMA: dict[str, pl.DataType] = {
-    "decision_id": pl.Utf8(),
-    "use_case": pl.Utf8(),
-    "subject_id": pl.Utf8(),
-    "timestamp": pl.Datetime("us", "UTC"),
-    "features": pl.Utf8(),
-    "action": pl.Utf8(),
-    "action_index": pl.Int32(),
-    "propensity": pl.Float64(),
-    "scores": pl.Utf8(),
-    "model_version": pl.Utf8(),
-    "blueprint_version": pl.Utf8(),
-    "policy_version": pl.Utf8(),
-    "explored": pl.Boolean(),
-    "experiment_arm": pl.Utf8(),
-    "assignment_probability": pl.Float64(),
-}
-
-OBSERVATION_SCHEMA: dict[str, pl.DataType] = {
-    "observation_id": pl.Utf8(),
-    "decision_id": pl.Utf8(),
-    "use_case": pl.Utf8(),
-    "name": pl.Utf8(),
-    "value": pl.Float64(),
-    "timestamp": pl.Datetime("us", "UTC"),
-}
-
-SCHEMAS = {DECISIONS: DECISION_SCHEMA, OBSERVATIONS: OBSERVATION_SCHEMA}
 # columns held as JSON strings in Parquet but as objects in a segment line
 JSON_COLUMNS = {DECISIONS: ("features", "scores"), OBSERVATIONS: ()}
 ID_COLUMN = {DECISIONS: "decision_id", OBSERVATIONS: "observation_id"}
@@ -93,3 +65,12 @@ def use_case_of(decision_id: str) -> str | None:
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+def __getattr__(name: str) -> Any:
+    # the Polars schemas, for code that imported them from here
+    if name in ("DECISION_SCHEMA", "OBSERVATION_SCHEMA", "SCHEMAS"):
+        from looper_pipelines.logs import schemas
+
+        return getattr(schemas, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

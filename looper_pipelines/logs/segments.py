@@ -11,7 +11,8 @@ Layout under the logs folder (``HomeLayout.logs``)::
 Folders whose names start with ``_`` are skipped by Hive-style dataset readers, so a glob
 over ``use_case=*/date=*/*.parquet`` only ever sees compacted files.
 
-A segment is a sequence of lines ``<crc32 of the JSON, 8 lowercase hex> <JSON>\\n``.
+A segment is a sequence of lines ``<crc32 of the JSON, 8 lowercase hex> <JSON>\\n``; an
+active segment is followed by preallocated zero bytes, where a scan stops.
 The stem is ``<UTC creation time>-<pid>-<random token>-<sequence>``: unique across the
 processes sharing a home, and sorting by creation time.
 
@@ -184,6 +185,12 @@ def scan(data: bytes) -> tuple[list[bytes], int]:
     return payloads, pos
 
 
+def damaged_tail(data: bytes, valid: int) -> bytes:
+    """The bytes after the valid prefix of a segment that are not the zeros a writer
+    preallocates past its last record: a torn or corrupt line (empty if none)."""
+    return data[valid:].strip(b"\0")
+
+
 def read_segment_bytes(ref: SegmentRef) -> tuple[bytes, SegmentRef] | None:
     """The bytes of a segment, following a concurrent ``.open`` → ``.seg`` seal.
 
@@ -251,7 +258,8 @@ def write_quarantine(logs: Path, ref: SegmentRef, data: bytes, suffix: str) -> P
 def recover_segment(logs: Path, ref: SegmentRef) -> dict[str, int] | None:
     """Recover one ``.open`` segment if its writer is dead; None if it is live or gone.
 
-    Keeps the valid prefix, copies any dropped bytes to the quarantine folder, truncates,
+    Keeps the valid prefix, copies any dropped bytes (not the writer's preallocated zeros)
+    to the quarantine folder, truncates,
     fsyncs and renames the segment to ``.seg`` (or removes it if nothing valid is left).
     """
     try:
@@ -271,9 +279,11 @@ def recover_segment(logs: Path, ref: SegmentRef) -> dict[str, int] | None:
         with open(fd, "rb", closefd=False) as f:
             data = f.read(size)
         payloads, valid = scan(data)
-        dropped = len(data) - valid
+        torn = damaged_tail(data, valid)
+        dropped = len(torn)
         if dropped:
-            write_quarantine(logs, ref, data[valid:], ".torn")
+            write_quarantine(logs, ref, torn, ".torn")
+        if valid < len(data):
             os.ftruncate(fd, valid)
         os.fsync(fd)
         if valid == 0:

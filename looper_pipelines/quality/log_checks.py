@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 
 from looper_pipelines.blueprints.model import Blueprint
-from looper_pipelines.logs.records import DECISION_SCHEMA
+from looper_pipelines.logs.schemas import DECISION_SCHEMA
 from looper_pipelines.quality.gx_runner import run_expectations
 
 MAX_ORPHAN_SHARE = 0.2
