@@ -120,3 +120,37 @@ def test_multi_action_cold_start(client: LooperClient) -> None:
     probs = client.action_probabilities("item_recommendation", [{}])
     assert probs.shape == (1, 8) and math.isclose(probs.sum(), 1.0)
     assert probs[0, 0] == pytest.approx(0.8 + 0.2 / 8)
+
+
+def test_the_fast_feature_path_matches_the_full_checks() -> None:
+    """Values of a feature's own type inside its range skip the full check; what they
+    produce (logged dict and model row) must be what the full check produces."""
+    from looper_pipelines.blueprints import load_catalog
+    from looper_pipelines.client.features import MAX_SAFE_INT, FeatureEncoder, _check_value
+
+    bp = load_catalog()["notification_send"]
+    enc = FeatureEncoder(bp)
+    cases = [
+        OK,
+        {"tenure_days": 0.0, "hour_of_day": 0, "notif_open_rate": 1.0, "platform": "ios"},
+        {"tenure_days": -0.0, "hour_of_day": 23, "notif_open_rate": 0.0, "sessions_last_7d": MAX_SAFE_INT},
+        {"tenure_days": 5, "hour_of_day": 4.0, "days_since_last_visit": 3, "notif_open_rate": None},  # converted
+        {"tenure_days": 1e300, "hour_of_day": 12, "platform": "android", "notifs_last_7d": 7},
+    ]
+    for features in cases:
+        normalised, row = enc.normalise_encode(features)
+        expected = {
+            f.name: (_check_value(f, features[f.name]) if features.get(f.name) is not None else f.default)
+            for f in bp.features
+        }
+        assert normalised == expected and [type(v) for v in normalised.values()] == [
+            type(v) for v in expected.values()
+        ]
+        assert row == pytest.approx(enc.encode(expected), nan_ok=True)
+        assert all(type(x) is float for x in row)
+    with pytest.raises(LooperInputError, match="integer range"):
+        enc.normalise_encode({**OK, "sessions_last_7d": MAX_SAFE_INT + 1})
+    with pytest.raises(LooperInputError, match="finite"):
+        enc.normalise_encode({**OK, "tenure_days": float("inf")})
+    with pytest.raises(LooperInputError, match="minimum"):
+        enc.normalise_encode({**OK, "tenure_days": -1e-300})

@@ -19,8 +19,8 @@ class Scorer(Protocol):
 
     labels: list[str]
 
-    def score(self, row: list[float]) -> dict[str, np.ndarray]:
-        """(K,) per label for one encoded row."""
+    def score_row(self, row: list[float]) -> dict[str, list[float]]:
+        """K floats per label for one encoded row."""
         ...
 
     def score_many(self, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -79,14 +79,13 @@ class DecisionEngine:
     def greedy(self, dep: Deployment, row: list[float]) -> tuple[int, dict[str, list[float]]]:
         if dep.scorer is None:
             return self.default_index, {}
-        raw = dep.scorer.score(row)
-        greedy = int(dep.policy.choose({k: v[None, :] for k, v in raw.items()})[0])
-        return greedy, {k: [float(x) for x in v] for k, v in raw.items()}
+        scores = dep.scorer.score_row(row)
+        return dep.policy.choose_one(scores), scores
 
     def choose(self, features: Mapping[str, Any]) -> tuple[dict[str, Any], Choice]:
-        normalised = self.encoder.normalise(features)
+        normalised, row = self.encoder.normalise_encode(features)
         dep = self.deployment
-        greedy, scores = self.greedy(dep, self.encoder.encode(normalised))
+        greedy, scores = self.greedy(dep, row)
         k = self.n_actions
         eps = self.epsilon
         share = self.experiment_share

@@ -12,6 +12,7 @@ from looper_pipelines.client.errors import LooperInputError
 _MISSING = object()
 NAN = float("nan")
 MAX_SAFE_INT = 2**53  # integers beyond this lose precision as JSON numbers
+_MAX_FLOAT = 1.7976931348623157e308
 
 
 class FeatureEncoder:
@@ -31,40 +32,72 @@ class FeatureEncoder:
         self._codes = {
             f.name: {c: float(i) for i, c in enumerate(f.categories or [])} for f in self.features
         }
+        # per feature: what a value of the expected Python type must satisfy to be taken
+        # as it is (anything else goes through the full check, which names the problem)
+        self._plan = [(f.name, f.type, *_fast_bounds(f), self._codes[f.name], f) for f in self.features]
 
     def normalise(self, features: Mapping[str, Any]) -> dict[str, Any]:
+        """The validated feature dict that is logged (defaults filled in)."""
+        return self.normalise_encode(features)[0]
+
+    def normalise_encode(self, features: Mapping[str, Any]) -> tuple[dict[str, Any], list[float]]:
+        """The validated feature dict and the model's input row, in one pass."""
         if not isinstance(features, Mapping):
             raise LooperInputError("features", f"expected an object of feature values, got {type(features).__name__}")
+        known = self._known
         for k in features:
-            if k not in self._known:
+            if k not in known:
                 raise LooperInputError(
                     f"features.{k}", f"unknown feature for use case {self.blueprint.name!r}; expected one of {self.names}"
                 )
         out: dict[str, Any] = {}
-        for f in self.features:
-            v = features.get(f.name, _MISSING)
-            if v is _MISSING or v is None:
-                if f.required:
-                    raise LooperInputError(f"features.{f.name}", "is required (no default declared)")
-                out[f.name] = f.default
-                continue
-            out[f.name] = _check_value(f, v)
-        return out
+        row: list[float] = []
+        get = features.get
+        for name, kind, lo, hi, codes, f in self._plan:
+            v = get(name, _MISSING)
+            t = type(v)
+            if t is float and kind == "float" and lo <= v <= hi:  # excludes NaN and inf
+                x = v
+            elif t is int and kind == "int" and lo <= v <= hi:
+                x = float(v)
+            elif t is str and kind == "category" and v in codes:
+                x = codes[v]
+            elif t is bool and kind == "bool":
+                x = float(v)
+            else:
+                if v is _MISSING or v is None:
+                    if f.required:
+                        raise LooperInputError(f"features.{name}", "is required (no default declared)")
+                    v = f.default
+                else:
+                    v = _check_value(f, v)
+                x = self._encode_value(f, v)
+            out[name] = v
+            row.append(x)
+        return out, row
 
     def encode(self, normalised: Mapping[str, Any]) -> list[float]:
-        row: list[float] = []
-        for f in self.features:
-            v = normalised[f.name]
-            if v is None:
-                row.append(NAN)
-            elif f.type == "category":
-                row.append(self._codes[f.name][v])
-            else:
-                row.append(float(v))
-        return row
+        """The model's input row of an already normalised feature dict."""
+        return [self._encode_value(f, normalised[f.name]) for f in self.features]
+
+    def _encode_value(self, f: Feature, v: Any) -> float:
+        if v is None:
+            return NAN
+        if f.type == "category":
+            return self._codes[f.name][v]
+        return float(v)
 
     def encode_many(self, rows: list[Mapping[str, Any]]) -> list[list[float]]:
-        return [self.encode(self.normalise(r)) for r in rows]
+        return [self.normalise_encode(r)[1] for r in rows]
+
+
+def _fast_bounds(f: Feature) -> tuple[float, float]:
+    """The range in which a value of the feature's own type is accepted as it is."""
+    lo = f.minimum if f.minimum is not None else -_MAX_FLOAT
+    hi = f.maximum if f.maximum is not None else _MAX_FLOAT
+    if f.type == "int":
+        return max(lo, -MAX_SAFE_INT), min(hi, MAX_SAFE_INT)
+    return lo, hi
 
 
 def _check_value(f: Feature, v: Any) -> Any:

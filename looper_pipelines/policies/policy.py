@@ -1,9 +1,13 @@
-"""The three policy kinds a blueprint can declare, vectorised over rows."""
+"""The three policy kinds a blueprint can declare: vectorised over rows (``choose``, for
+evaluation and batches) and on one row in plain Python floats (``choose_one``, for the
+request path). Both give the same action for the same scores: the arithmetic is the same
+IEEE double operations in the same order."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -13,6 +17,21 @@ from looper_pipelines.blueprints.model import Blueprint
 CATE_KEY = "cate"
 
 Scores = Mapping[str, np.ndarray]
+RowScores = Mapping[str, Sequence[float]]  # K floats per label, one row
+
+
+def _argmax(values: Sequence[float]) -> int:
+    """Index of the first maximum, as ``np.argmax`` (a NaN counts as the maximum)."""
+    best, top = 0, values[0]
+    if top != top:
+        return 0
+    for i in range(1, len(values)):
+        x = values[i]
+        if x != x:
+            return i
+        if x > top:
+            best, top = i, x
+    return best
 
 
 @dataclass(frozen=True)
@@ -27,8 +46,15 @@ class DecisionPolicy:
     def value(self, scores: Scores) -> np.ndarray:  # (n, K)
         raise NotImplementedError
 
+    def value_one(self, scores: RowScores) -> Sequence[float]:  # K values of one row
+        raise NotImplementedError
+
     def threshold(self) -> float:
         return float(self.params.get("threshold", 0.0))
+
+    @cached_property
+    def _threshold(self) -> float:
+        return self.threshold()
 
     def choose(self, scores: Scores) -> np.ndarray:
         """Greedy action index per row."""
@@ -37,6 +63,13 @@ class DecisionPolicy:
             return np.argmax(v, axis=1)
         gain = v[:, self.treat] - v[:, self.control]
         return np.where(gain > self.threshold(), self.treat, self.control)
+
+    def choose_one(self, scores: RowScores) -> int:
+        """Greedy action index of one row (``choose`` on a batch of one, without numpy)."""
+        v = self.value_one(scores)
+        if self.multi_action:
+            return _argmax(v)
+        return self.treat if v[self.treat] - v[self.control] > self._threshold else self.control
 
 
 @dataclass(frozen=True)
@@ -47,6 +80,9 @@ class ThresholdPolicy(DecisionPolicy):
 
     def value(self, scores: Scores) -> np.ndarray:
         return np.asarray(scores[self.score_label], dtype=float)
+
+    def value_one(self, scores: RowScores) -> Sequence[float]:
+        return scores[self.score_label]
 
 
 @dataclass(frozen=True)
@@ -62,6 +98,19 @@ class WeightedValuePolicy(DecisionPolicy):
             if k.startswith("weight_"):
                 w[k.removeprefix("weight_")] = float(v)
         return w
+
+    @cached_property
+    def _terms(self) -> tuple[tuple[str, float], ...]:
+        return tuple((label, w) for label, w in self.effective_weights().items() if w != 0.0)
+
+    def value_one(self, scores: RowScores) -> Sequence[float]:
+        total: list[float] | None = None
+        for label, w in self._terms:
+            term = [w * x for x in scores[label]]
+            total = term if total is None else [a + b for a, b in zip(total, term, strict=True)]
+        if total is None:
+            return [0.0] * len(next(iter(scores.values())))
+        return total
 
     def value(self, scores: Scores) -> np.ndarray:
         total: np.ndarray | None = None
@@ -89,8 +138,17 @@ class CateThresholdPolicy(WeightedValuePolicy):
         else:
             v = self.value(scores)
             effect = v[:, self.treat] - v[:, self.control]
-        cost = float(self.params.get("cost", self.params.get("threshold", 0.0)))
-        return np.where(effect > cost, self.treat, self.control)
+        return np.where(effect > self._cost, self.treat, self.control)
+
+    @cached_property
+    def _cost(self) -> float:
+        return float(self.params.get("cost", self.params.get("threshold", 0.0)))
+
+    def choose_one(self, scores: RowScores) -> int:
+        eff = scores.get(CATE_KEY)
+        v = eff if eff is not None else self.value_one(scores)
+        effect = v[self.treat] - v[self.control]
+        return self.treat if effect > self._cost else self.control
 
 
 def build_policy(bp: Blueprint, params: Mapping[str, float] | None = None) -> DecisionPolicy:

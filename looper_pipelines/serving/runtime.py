@@ -41,9 +41,14 @@ class ActionScorer:
         self.n_actions = n_actions
         self.n_features = n_features
         self._actions = np.arange(n_actions, dtype=np.float64)
+        self._action_values = [float(a) for a in range(n_actions)]
         self._local = threading.local()
-        # a few rows: one direct call per action beats the batch path's set-up
-        self._per_row = n_actions <= _ROW_CALLS_UP_TO and all(hasattr(m, "predict_one") for m in self.models.values())
+        # A few actions of one-output models: one direct call per action, in plain Python
+        # floats, beats the batch path's numpy set-up several times over.
+        self._per_row = n_actions <= _ROW_CALLS_UP_TO and all(
+            hasattr(m, "predict_one") and getattr(m, "num_class", 1) == 1 for m in self.models.values()
+        )
+        self._predict_one = [(label, m.predict_one) for label, m in self.models.items()] if self._per_row else []
 
     def _grid(self) -> np.ndarray:
         g = getattr(self._local, "grid", None)
@@ -53,13 +58,16 @@ class ActionScorer:
             self._local.grid = g
         return g
 
-    def score(self, row: list[float]) -> dict[str, np.ndarray]:
+    def score_row(self, row: list[float]) -> dict[str, list[float]]:
+        """The prediction of each label for each action of one encoded row (K floats per
+        label): the request path."""
+        if self._per_row:
+            inputs = [[*row, a] for a in self._action_values]
+            return {label: [one(x) for x in inputs] for label, one in self._predict_one}
         g = self._grid()
         g[:, :-1] = row
-        if self._per_row:
-            return {label: np.array([m.predict_one(g[a]) for a in range(self.n_actions)], dtype=np.float64)
-                    for label, m in self.models.items()}
-        return {label: np.asarray(m.predict(g), dtype=np.float64).reshape(self.n_actions) for label, m in self.models.items()}
+        return {label: np.asarray(m.predict(g), dtype=np.float64).reshape(self.n_actions).tolist()
+                for label, m in self.models.items()}
 
     def score_many(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         n = rows.shape[0]
