@@ -22,17 +22,12 @@ def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _republish(layout: HomeLayout, registry: object, bp: object) -> str:
-    from looper_pipelines.evaluation.holdout import all_examples, holdout
-    from looper_pipelines.promotion.flow import build_champion_artifact
-    from looper_pipelines.serving.publish import activate, parity
+    from looper_pipelines.promotion.flow import publish_champion
 
-    vid, _, boosters = build_champion_artifact(layout, registry, bp)  # type: ignore[arg-type]
-    valid = holdout(bp, all_examples(bp, layout.warehouse))  # type: ignore[arg-type]
-    worst = max(parity(layout, bp.name, vid, boosters, valid.x_with_action).values())  # type: ignore[attr-defined]
-    if worst > 1e-6:
-        raise CommandError(f"compiled artifact {vid} differs from LightGBM by {worst:g}; not published")
-    activate(layout, bp.name, vid)  # type: ignore[attr-defined]
-    return vid
+    try:
+        return publish_champion(layout, registry, bp).version_id  # type: ignore[arg-type]
+    except ValueError as e:
+        raise CommandError(str(e)) from None
 
 
 def promote(args: argparse.Namespace) -> int:

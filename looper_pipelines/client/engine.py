@@ -11,7 +11,12 @@ import numpy as np
 
 from looper_pipelines.blueprints.model import Blueprint
 from looper_pipelines.client.features import FeatureEncoder
-from looper_pipelines.policies import DecisionPolicy, build_policy, mixture_probabilities
+from looper_pipelines.policies import (
+    DecisionPolicy,
+    arm_probabilities,
+    build_policy,
+    deployed_probabilities,
+)
 
 
 class Scorer(Protocol):
@@ -64,10 +69,8 @@ class DecisionEngine:
         exp = blueprint.experiment
         self.experiment_share = exp.share if exp else 0.0
         self.arms = [(a.name, self.actions.index(a.action), a.probability) for a in exp.arms] if exp else []
-        arm_p = np.zeros(self.n_actions)
-        for _, idx, p in self.arms:
-            arm_p[idx] += p
-        self.arm_action_probabilities = arm_p
+        # per action, as plain floats for the request path
+        self.arm_action_probabilities = arm_probabilities(blueprint).tolist()
         self._rng = rng or random.Random()
         self.deployment = self.cold_start()
 
@@ -109,7 +112,7 @@ class DecisionEngine:
         else:
             action = greedy
         propensity = (1.0 - share) * (eps / k + (1.0 - eps if action == greedy else 0.0))
-        propensity += share * float(self.arm_action_probabilities[action])
+        propensity += share * self.arm_action_probabilities[action]
         return normalised, Choice(action, propensity, scores, explored, arm_name, arm_prob, dep)
 
     # -- many rows, no logging ------------------------------------------------------------
@@ -122,6 +125,4 @@ class DecisionEngine:
     def probabilities(self, rows: list[Mapping[str, Any]], dep: Deployment | None = None) -> np.ndarray:
         """(n, K) probabilities of each action under the full stochastic policy."""
         x = np.asarray(self.encoder.encode_many(rows), dtype=np.float64).reshape(len(rows), -1)
-        return mixture_probabilities(
-            self.greedy_many(x, dep), self.n_actions, self.epsilon, self.experiment_share, self.arm_action_probabilities
-        )
+        return deployed_probabilities(self.blueprint, self.greedy_many(x, dep))

@@ -13,8 +13,7 @@ from dagster import (
 )
 
 from looper_pipelines.defs.resources import LooperHome, MlflowTracking
-
-PARITY_TOLERANCE = 1e-6
+from looper_pipelines.serving.publish import PARITY_TOLERANCE
 
 
 def build_serving_assets(use_case: str) -> list[Any]:
@@ -30,10 +29,9 @@ def build_serving_assets(use_case: str) -> list[Any]:
         description="The champion compiled by Treelite/TL2cgen into a shared library with a manifest.",
     )
     def serving_artifact(context: AssetExecutionContext, looper_home: LooperHome, mlflow_tracking: MlflowTracking):  # type: ignore[no-untyped-def]
-        from looper_pipelines.evaluation.holdout import all_examples, holdout
-        from looper_pipelines.promotion.flow import build_champion_artifact
+        from looper_pipelines.promotion.flow import build_and_check_champion
         from looper_pipelines.registry import CHAMPION
-        from looper_pipelines.serving.publish import parity, version_dir
+        from looper_pipelines.serving.publish import version_dir
 
         bp = looper_home.blueprint(use_case)
         layout = looper_home.layout
@@ -43,15 +41,14 @@ def build_serving_assets(use_case: str) -> list[Any]:
             yield MaterializeResult(metadata={"status": "no champion yet: the default action keeps serving"})
             yield AssetCheckResult(check_name="compiled_parity", passed=True, description="nothing to compile")
             return
-        vid, champion, boosters = build_champion_artifact(layout, registry, bp)
-        valid = holdout(bp, all_examples(bp, layout.warehouse))
-        diffs = parity(layout, use_case, vid, boosters, valid.x_with_action)
-        worst = max(diffs.values()) if diffs else 0.0
-        looper_home.write_state(f"serving/{use_case}.json", {"built": vid, "parity_ok": worst <= PARITY_TOLERANCE})
-        yield MaterializeResult(metadata={"serving_version": vid, "model_version": champion.version,
-                                          "path": str(version_dir(layout, use_case, vid)), "max_abs_diff": worst})
-        yield AssetCheckResult(check_name="compiled_parity", passed=worst <= PARITY_TOLERANCE,
-                               metadata={"max_abs_diff": worst, "rows": int(valid.x.shape[0]), **{f"diff_{k}": v for k, v in diffs.items()}})
+        built = build_and_check_champion(layout, registry, bp)
+        vid = built.version_id
+        looper_home.write_state(f"serving/{use_case}.json", {"built": vid, "parity_ok": built.parity_ok})
+        yield MaterializeResult(metadata={"serving_version": vid, "model_version": built.model_version,
+                                          "path": str(version_dir(layout, use_case, vid)), "max_abs_diff": built.max_abs_diff})
+        yield AssetCheckResult(check_name="compiled_parity", passed=built.parity_ok,
+                               metadata={"max_abs_diff": built.max_abs_diff, "rows": built.rows,
+                                         **{f"diff_{k}": v for k, v in built.diffs.items()}})
 
     @asset(
         key=AssetKey([use_case, "published_deployment"]),

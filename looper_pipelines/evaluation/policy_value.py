@@ -9,7 +9,7 @@ import numpy as np
 
 from looper_pipelines.blueprints.model import Blueprint
 from looper_pipelines.ope import PolicyValue, estimate_policy_lift, estimate_policy_value
-from looper_pipelines.policies import DecisionPolicy, build_policy, mixture_probabilities
+from looper_pipelines.policies import DecisionPolicy, build_policy, deployed_probabilities
 
 ESTIMATORS = ("ips", "snips", "dr", "switch_dr")
 
@@ -46,17 +46,6 @@ def policy_probabilities(bp: Blueprint, policy: DecisionPolicy, scores: Mapping[
     blueprint's exploration and experiment."""
     return deployed_probabilities(bp, policy.choose(scores))
 
-
-def deployed_probabilities(bp: Blueprint, greedy: np.ndarray) -> np.ndarray:
-    """(n, K) probabilities when ``greedy`` actions are served with the blueprint's
-    exploration and experiment mixed in."""
-    k = len(bp.decision.actions)
-    exp = bp.experiment
-    arm_p = np.zeros(k)
-    if exp:
-        for arm in exp.arms:
-            arm_p[bp.decision.actions.index(arm.action)] += arm.probability
-    return mixture_probabilities(greedy, k, bp.decision.exploration.epsilon, exp.share if exp else 0.0, arm_p)
 
 
 def constant_probabilities(n: int, k: int, action: int) -> np.ndarray:

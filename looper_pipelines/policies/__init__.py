@@ -5,6 +5,11 @@ prediction of that label if each of the K actions were taken) and returns the gr
 index per row. Exploration and experiments are mixed in by the decision engine.
 """
 
+from looper_pipelines.policies.mixture import (
+    arm_probabilities,
+    deployed_probabilities,
+    mixture_probabilities,
+)
 from looper_pipelines.policies.policy import (
     CATE_KEY,
     CateThresholdPolicy,
@@ -12,7 +17,6 @@ from looper_pipelines.policies.policy import (
     ThresholdPolicy,
     WeightedValuePolicy,
     build_policy,
-    mixture_probabilities,
 )
 
 __all__ = [
@@ -21,6 +25,8 @@ __all__ = [
     "DecisionPolicy",
     "ThresholdPolicy",
     "WeightedValuePolicy",
+    "arm_probabilities",
     "build_policy",
+    "deployed_probabilities",
     "mixture_probabilities",
 ]

@@ -168,20 +168,3 @@ def build_policy(bp: Blueprint, params: Mapping[str, float] | None = None) -> De
     if kind == "weighted_value":
         return WeightedValuePolicy(**common, weights=weights)
     return CateThresholdPolicy(**common, weights=weights)
-
-
-def mixture_probabilities(
-    greedy: np.ndarray,
-    n_actions: int,
-    epsilon: float,
-    experiment_share: float = 0.0,
-    arm_probabilities: np.ndarray | None = None,
-) -> np.ndarray:
-    """Probability of each action under the full stochastic policy (n, K):
-    ``share * arms + (1 - share) * ((1 - eps) * onehot(greedy) + eps / K)``."""
-    n = greedy.shape[0]
-    probs = np.full((n, n_actions), epsilon / n_actions)
-    probs[np.arange(n), greedy] += 1.0 - epsilon
-    if experiment_share > 0 and arm_probabilities is not None:
-        probs = (1.0 - experiment_share) * probs + experiment_share * arm_probabilities[None, :]
-    return probs

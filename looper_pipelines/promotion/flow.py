@@ -5,6 +5,7 @@ Only this module moves the registry's ``champion`` alias."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from looper_pipelines.home import HomeLayout
 from looper_pipelines.promotion.gates import decide_promotion
 from looper_pipelines.promotion.history import PromotionHistory
 from looper_pipelines.registry import CHALLENGER, CHAMPION, ModelRegistry, RegisteredVersion
+from looper_pipelines.serving.publish import PARITY_TOLERANCE
 
 
 def policy_params(version: RegisteredVersion | None, bp: Blueprint) -> dict[str, float]:
@@ -38,13 +40,12 @@ def evaluate_and_promote(
         tuning_and_gate,
     )
     from looper_pipelines.evaluation.policy_value import (
-        deployed_probabilities,
         estimate_lift,
         guardrail_increase,
         policy_probabilities,
     )
     from looper_pipelines.evaluation.scoring import action_scores
-    from looper_pipelines.policies import build_policy
+    from looper_pipelines.policies import build_policy, deployed_probabilities
 
     uc = bp.name
     history = PromotionHistory(layout.state, uc)
@@ -166,3 +167,47 @@ def build_champion_artifact(layout: HomeLayout, registry: ModelRegistry, bp: Blu
             "run_id": champion.run_id,
         })
     return vid, champion, boosters
+
+
+@dataclass(frozen=True)
+class CheckedArtifact:
+    """The champion's compiled serving artifact and its parity check on the holdout."""
+
+    version_id: str
+    model_version: str
+    diffs: dict[str, float]  # max abs difference per label
+    rows: int
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(self.diffs.values()) if self.diffs else 0.0
+
+    @property
+    def parity_ok(self) -> bool:
+        return self.max_abs_diff <= PARITY_TOLERANCE
+
+
+def build_and_check_champion(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint) -> CheckedArtifact:
+    """Compile the champion (if not built yet) and compare it with LightGBM on the holdout."""
+    from looper_pipelines.evaluation.holdout import all_examples, holdout
+    from looper_pipelines.serving.publish import parity
+
+    vid, champion, boosters = build_champion_artifact(layout, registry, bp)
+    valid = holdout(bp, all_examples(bp, layout.warehouse))
+    diffs = parity(layout, bp.name, vid, boosters, valid.x_with_action)
+    return CheckedArtifact(vid, str(champion.version), diffs, int(valid.x.shape[0]))
+
+
+def publish_champion(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint) -> CheckedArtifact:
+    """Build, check and activate the champion's artifact in one step (after a manual
+    promotion or a rollback); raises ValueError, publishing nothing, if parity fails."""
+    from looper_pipelines.serving.publish import activate
+
+    checked = build_and_check_champion(layout, registry, bp)
+    if not checked.parity_ok:
+        raise ValueError(
+            f"compiled artifact {checked.version_id} differs from LightGBM by {checked.max_abs_diff:g} "
+            f"(tolerance {PARITY_TOLERANCE:g}); not published"
+        )
+    activate(layout, bp.name, checked.version_id)
+    return checked

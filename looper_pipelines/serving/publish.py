@@ -19,6 +19,8 @@ import numpy as np
 from looper_pipelines.home import HomeLayout
 from looper_pipelines.serving.runtime import CURRENT, DEPLOYMENT
 
+PARITY_TOLERANCE = 1e-6  # compiled vs LightGBM predictions: max abs difference to publish
+
 
 def version_dir(layout: HomeLayout, use_case: str, version_id: str) -> Path:
     return layout.serving / use_case / "versions" / version_id
