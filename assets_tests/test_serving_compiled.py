@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -20,7 +21,12 @@ import numpy as np
 import pytest
 
 from looper_pipelines.serving import compiled as compiled_mod
-from looper_pipelines.serving._shim import parse_predict, shim_source
+from looper_pipelines.serving._shim import (
+    parse_predict,
+    reads_missing_word,
+    rewrite_tree_code,
+    shim_source,
+)
 from looper_pipelines.serving.compiled import (
     CompiledModel,
     ParityError,
@@ -345,6 +351,66 @@ def test_predict_layout_is_recognised_strictly() -> None:
     assert parse_predict(head + units.replace("unit1", "unit2") + tail) is None
     assert parse_predict(head + units + "  result[0] /= 2;\n" + tail) is None
     assert "#define LOOPER_NUM_UNITS 0" in shim_source(N_FEATURE, 1, None)
+
+
+def test_tree_code_rewrite() -> None:
+    src = (
+        "  if ( LIKELY( !(data[1].missing != -1) || (data[1].fvalue <= (double)0.25) ) ) {\n"
+        "    if ( UNLIKELY(  (data[12].missing != -1) && (data[12].fvalue <= (double)-1.5e-3) ) ) {\n"
+        "      result[0] += 0.5;\n"
+        "    } else {\n"
+        "      result[0] += -0.75;\n"
+        "    }\n"
+        "  } else {\n"
+        "    if ( LIKELY(  (data[3].missing != -1) && (1) ) ) {\n"
+        "      result[0] += 1;\n"
+        "      result[1] += 2;\n"
+        "    } else {\n"
+        "      result[0] += 3;\n"
+        "    }\n"
+        "  }\n"
+    )
+    out = rewrite_tree_code(src)
+    assert "!(data[1].fvalue > (double)0.25)" in out  # missing goes left
+    assert (
+        "{ static const double lp[2] = { -0.75, 0.5 }; "
+        "result[0] += lp[!!(  (data[12].fvalue <= (double)-1.5e-3) )]; }" in out
+    )
+    assert "(data[3].fvalue == data[3].fvalue)" in out  # not a leaf pair: two outputs
+    assert not reads_missing_word([out]) and reads_missing_word([src])
+    categorical = "if ( LIKELY(  (data[3].missing != -1) && (tmp = (unsigned int)(data[3].fvalue)"
+    assert rewrite_tree_code(categorical) == categorical
+    assert "#define LOOPER_READS_MISSING_WORD 0" in shim_source(
+        N_FEATURE, 1, None, reads_missing_word=False
+    )
+    assert "#define LOOPER_READS_MISSING_WORD 1" in shim_source(N_FEATURE, 1, None)
+
+
+def test_numerical_model_reads_rows_uncopied(tmp_path: Path) -> None:
+    """No categorical split: every test compares NaN directly, rows are not copied."""
+    X, labels = _train_data(1500, seed=4)
+    X[:, CAT] += 0.5  # an ordinary numerical feature here
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 15, "verbose": -1},
+        lgb.Dataset(X, labels["binary"]),
+        num_boost_round=20,
+    )
+    model = CompiledModel.load(compile_lightgbm(booster, tmp_path / "num", parallel_comp=3))
+    lib = model.manifest["library"]
+    assert lib["rows_uncopied"] == 1 and lib["translation_units"] == 3
+    E = _eval_rows()
+    # finite doubles whose low 32 bits are all ones (they alias TL2cgen's missing marker)
+    ones = [
+        struct.unpack("<d", struct.pack("<Q", (hi << 32) | 0xFFFFFFFF))[0]
+        for hi in (0x3FF00000, 0xBFF00000, 0x3FE80000, 0xBFE00000, 0x40000000, 0x3FB00000)
+    ]
+    E[8 : 8 + len(ones), :] = np.array(ones)[:, None]
+    E[20, :], E[21, :] = np.inf, -np.inf
+    expected = booster.predict(E)
+    np.testing.assert_array_equal(model.predict(E, num_threads=1), expected)
+    np.testing.assert_array_equal(np.array([model.predict_one(r) for r in E]), expected)
+    with_none = [None if np.isnan(v) else float(v) for v in E[7]]
+    assert model.predict_one(with_none) == expected[7]
 
 
 # ------------------------------------------------------------------------------ threads
