@@ -483,6 +483,34 @@ def test_gtil_fallback_without_compiler(
     assert not (tmp_path / "strict").exists()
 
 
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_row_scorer_matches_predict_one_on_each_varied_row(
+    models: dict[str, CompiledModel], artifacts: dict[str, Path], task: str
+) -> None:
+    X = _eval_rows()[:100]
+    values = [0.0, 1.0, 2.5, float("nan")]
+    native = models[task]
+    gtil = CompiledModel.load(artifacts[task], backend="gtil")
+    for model in (native, gtil):
+        for column in (0, N_FEATURE - 1):
+            score = model.row_scorer(column, values)
+            for x in X:
+                rows = [x.copy() for _ in values]
+                for r, v in zip(rows, values, strict=True):
+                    r[column] = v
+                expected = [float(native.predict_one(r)) for r in rows]
+                got = score(x.tolist())
+                assert type(got) is list and all(type(v) is float for v in got)
+                np.testing.assert_allclose(got, expected, rtol=0, atol=0 if model is native else ATOL)
+                # None means missing in a list, as for predict_one
+                with_none = [None if np.isnan(v) else float(v) for v in x]
+                assert score(with_none) == pytest.approx(got, abs=ATOL)
+    with pytest.raises(ValueError, match="column"):
+        native.row_scorer(N_FEATURE, values)
+    with pytest.raises(ValueError, match="feature values"):
+        native.row_scorer(0, values)([1.0, 2.0])
+
+
 def test_gtil_backend_on_native_artifact_and_other_model_inputs(
     artifacts: dict[str, Path], boosters: dict[str, lgb.Booster], tmp_path: Path
 ) -> None:

@@ -8,7 +8,10 @@ from a Lua script):
   fastapi    a plain FastAPI endpoint with a pydantic body that calls
              ``lightgbm.Booster.predict`` on one row (a tiny booster trained here)
   looper     ``looper serve``: ``POST /v1/decisions`` (validated, decided, logged durably),
-             the batch endpoint (100 decisions a request) and ``POST /v1/observations``
+             the batch endpoint (100 decisions a request) and ``POST /v1/observations``;
+             it serves a published, compiled champion: one model per label (click,
+             unsubscribe) of the reference's size (50 trees of 15 leaves), each scoring
+             both actions, so a decision makes four predictions to the reference's one
   looper, SDK stubbed   the same service with ``get_decision`` replaced by a fixed answer:
              what the HTTP layer costs by itself (diagnostic)
 
@@ -117,6 +120,34 @@ def fastapi_app() -> Any:
         return {"status": "ok"}
 
     return app
+
+
+def publish_champion(home: Path) -> None:
+    """Compile and activate a champion for ``UC`` under ``home``, as the serving assets
+    would: per label, a booster of the FastAPI reference's size over the features and the
+    action."""
+    import lightgbm as lgb
+    import numpy as np
+
+    from looper_pipelines.blueprints import load_catalog
+    from looper_pipelines.home import HomeLayout
+    from looper_pipelines.serving.publish import activate, build_artifact
+
+    bp = load_catalog()[UC]
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2000, len(bp.features) + 1))
+    x[:, -1] = rng.integers(0, 2, len(x))
+    params = {"objective": "binary", "num_leaves": 15, "verbose": -1}
+    boosters = {
+        label: lgb.train(params, lgb.Dataset(x, (x[:, 0] * (1 + x[:, -1]) + rng.normal(size=len(x)) > 0).astype(float)),
+                         num_boost_round=50)
+        for label in bp.label_names
+    }  # fmt: skip
+    layout = HomeLayout.of(home)
+    meta = {"model_version": "bench", "policy_version": "bench", "policy_params": {},
+            "blueprint_version": bp.version, "lineage_version": bp.lineage_version}  # fmt: skip
+    build_artifact(layout, UC, "bench", boosters, [*bp.feature_names, "action"], meta)
+    activate(layout, UC, "bench")
 
 
 def stubbed_looper_app(home: str) -> Any:
@@ -333,7 +364,9 @@ def micro(workdir: Path) -> None:
     print(f"  orjson.loads + hand-written envelope check  {hand:7.2f} us   <- used")
     print(f"  orjson.loads + TypeAdapter.validate_python  {pyd:7.2f} us")
     print(f"  TypeAdapter.validate_json                   {pyd_json:7.2f} us")
+    publish_champion(workdir / "micro-home")
     app = create_app(home=workdir / "micro-home", refresh_interval_s=0)
+    assert app.client.deployment(UC).model_version == "bench"
     try:
         sdk = per_call_us(lambda: app.client.get_decision(UC, "user-42", FEATURES), 5_000)
         looper = asgi_call_us(app, "/v1/decisions", body, 5_000)
@@ -341,7 +374,7 @@ def micro(workdir: Path) -> None:
         app.close()
         app.client.close()
     noop = asgi_call_us(noop_app(), "/noop", body, 20_000)
-    print(f"  SDK get_decision (logged)                   {sdk:7.2f} us")
+    print(f"  SDK get_decision (logged, compiled champion) {sdk:6.2f} us")
     print(f"  ASGI call, looper POST /v1/decisions        {looper:7.2f} us   (SDK included)")
     print(f"  ASGI call, Starlette no-op route            {noop:7.2f} us")
     print()
@@ -380,6 +413,7 @@ def main() -> int:
     servers: list[Server] = []
     try:
         micro(workdir)
+        publish_champion(workdir / "home")
         ports = {k: free_port() for k in ("noop", "fastapi", "looper", "stub")}
         me = [sys.executable, os.path.abspath(__file__)]
         servers = [
@@ -398,7 +432,9 @@ def main() -> int:
         import httpx
 
         looper = by_name["looper"].url
-        decision_id = httpx.post(f"{looper}/v1/decisions", json=DECISION).json()["decision_id"]
+        first = httpx.post(f"{looper}/v1/decisions", json=DECISION).json()
+        assert first["model_version"] == "bench", first  # the compiled champion decides
+        decision_id = first["decision_id"]
         batch = {"requests": [DECISION | {"subject_id": f"user-{i}"} for i in range(args.batch_size)]}
         r = httpx.post(f"{looper}/v1/decisions:batch", json=batch)
         assert r.status_code == 200 and len(r.json()["decisions"]) == args.batch_size, r.text

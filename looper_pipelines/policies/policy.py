@@ -112,6 +112,21 @@ class WeightedValuePolicy(DecisionPolicy):
             return [0.0] * len(next(iter(scores.values())))
         return total
 
+    def choose_one(self, scores: RowScores) -> int:
+        if self.multi_action:
+            return super().choose_one(scores)
+        # binary: only the two values the gain needs, summed in the same order
+        t, c = self.treat, self.control
+        vt = vc = 0.0
+        first = True
+        for label, w in self._terms:
+            s = scores[label]
+            if first:
+                vt, vc, first = w * s[t], w * s[c], False
+            else:
+                vt, vc = vt + w * s[t], vc + w * s[c]
+        return t if vt - vc > self._threshold else c
+
     def value(self, scores: Scores) -> np.ndarray:
         total: np.ndarray | None = None
         for label, w in self.effective_weights().items():

@@ -11,6 +11,11 @@ matrix, so the caller needs no Entry marshalling and no per-call allocation:
 - ``looper_predict_row(const double* x, double* out)``: all outputs of one row.
 - ``looper_predict_dense(const double* x, int64_t n, int32_t pred_margin, double* out)``:
   ``n`` rows; ``out`` gets ``n * num_output`` values (row-major).
+- ``looper_predict_varying(const double* x, int32_t col, const double* values, int32_t n,
+  double* out)``: ``n`` rows equal to ``x`` except that column ``col`` takes each of
+  ``values`` (one row scored under each of several actions); ``out`` as above. Optional:
+  libraries built before it was added lack it, and the loader then calls
+  ``looper_predict_row`` per value.
 - ``looper_abi_version()``, ``looper_num_feature()``, ``looper_num_output()``,
   ``looper_batch_block_rows()``.
 
@@ -53,6 +58,9 @@ from typing import Final
 ABI_VERSION: Final = 1
 # Rows per batch block when rows are passed to the trees uncopied (see block_rows).
 DIRECT_BLOCK_ROWS: Final = 65536
+
+# Entry points a library may lack (added after ABI 1 was fixed; the loader falls back).
+OPTIONAL_SYMBOLS: Final = ("looper_predict_varying",)
 
 SHIM_SYMBOLS: Final = (
     "looper_abi_version",
@@ -119,6 +127,16 @@ void looper_predict_row(const double* x, double* out) {
   for (int k = 0; k < LOOPER_NUM_OUTPUT; ++k) out[k] = 0.0;
   LOOPER_ENTRIES(e, x);
   predict(e, 0, out);
+}
+
+void looper_predict_varying(const double* x, int32_t col, const double* values, int32_t n,
+                            double* out) {
+  double row[LOOPER_NUM_FEATURE];
+  for (int j = 0; j < LOOPER_NUM_FEATURE; ++j) row[j] = x[j];
+  for (int32_t i = 0; i < n; ++i) {
+    row[col] = values[i];
+    looper_predict_row(row, out + (int64_t)i * LOOPER_NUM_OUTPUT);
+  }
 }
 
 #if LOOPER_NUM_UNITS > 0

@@ -251,6 +251,9 @@ class _Native:
         self.dense = ctypes.CFUNCTYPE(None, vp, ctypes.c_int64, ctypes.c_int32, vp)(
             address("looper_predict_dense")
         )
+        self.varying_address = (
+            address("looper_predict_varying") if hasattr(lib, "looper_predict_varying") else None
+        )
         self.local = threading.local()
 
     def make_predict_one(self) -> Callable[[Any], float | np.ndarray]:
@@ -321,6 +324,40 @@ class _Native:
 
         return predict_one_multi
 
+    def make_row_scorer(
+        self, column: int, values: Sequence[float]
+    ) -> Callable[[Sequence[float]], list[float]]:
+        """``score(x)``: the first output for ``x`` with column ``column`` set to each of
+        ``values`` in turn, in one library call (per-thread buffers, as predict_one)."""
+        n, nf = len(values), self.num_feature
+        if self.varying_address is None or self.num_output != 1:
+            return _row_scorer_by_rows(self.make_predict_one(), column, values)
+        vals_type = ctypes.c_double * n
+        out_type = ctypes.c_double * n
+        vals = vals_type(*values)
+        call = ctypes.PYFUNCTYPE(
+            None, self.in_type, ctypes.c_int32, vals_type, ctypes.c_int32, out_type
+        )(self.varying_address)
+        pack = struct.Struct(f"={nf}d").pack_into
+        bad_row = (struct.error, TypeError, ValueError)
+        in_type = self.in_type
+        as_array = np.ctypeslib.as_array
+        local = threading.local()
+
+        def score(x: Sequence[float]) -> list[float]:
+            try:
+                buf, out = local.buffers
+            except AttributeError:
+                buf, out = local.buffers = (in_type(), out_type())
+            try:
+                pack(buf, 0, *x)
+            except bad_row:
+                as_array(buf)[...] = _as_row(x, nf)  # None → NaN, arrays, size errors
+            call(buf, column, vals, n, out)
+            return out[:]
+
+        return score
+
     def predict(self, X: np.ndarray, raw_score: bool, num_threads: int) -> np.ndarray:
         n = X.shape[0]
         out = np.empty((n, self.num_output), dtype=np.float64)
@@ -348,6 +385,23 @@ class _Native:
         for w in workers:
             w.join()
         return out
+
+
+def _row_scorer_by_rows(
+    predict_one: Callable[[Any], Any], column: int, values: Sequence[float]
+) -> Callable[[Sequence[float]], list[float]]:
+    """``make_row_scorer`` with one ``predict_one`` call per value."""
+    values = [float(v) for v in values]
+
+    def score(x: Sequence[float]) -> list[float]:
+        row = list(x)
+        out = []
+        for v in values:
+            row[column] = v
+            out.append(float(np.asarray(predict_one(row)).reshape(-1)[0]))
+        return out
+
+    return score
 
 
 class _Gtil:
@@ -394,6 +448,19 @@ class CompiledModel:
         # The per-row function is a closure installed on the instance: one Python call
         # fewer on the hot path than a method that delegates.
         self.predict_one = impl.make_predict_one()  # type: ignore[method-assign]
+
+    def row_scorer(
+        self, column: int, values: Sequence[float]
+    ) -> Callable[[Sequence[float]], list[float]]:
+        """A function ``score(x) -> list[float]``: the prediction (first output) for the
+        row ``x`` (``num_feature`` values) with feature ``column`` set to each of
+        ``values`` in turn; e.g. one row scored under each of K actions. One library call
+        per row on the native backend; identical to ``predict_one`` on each varied row."""
+        if not 0 <= column < self.num_feature:
+            raise ValueError(f"column must be in [0, {self.num_feature}), got {column}")
+        if isinstance(self._impl, _Native):
+            return self._impl.make_row_scorer(column, values)
+        return _row_scorer_by_rows(self.predict_one, column, values)
 
     @classmethod
     def load(

@@ -43,12 +43,17 @@ class ActionScorer:
         self._actions = np.arange(n_actions, dtype=np.float64)
         self._action_values = [float(a) for a in range(n_actions)]
         self._local = threading.local()
-        # A few actions of one-output models: one direct call per action, in plain Python
-        # floats, beats the batch path's numpy set-up several times over.
+        # A few actions of one-output models: one direct library call per label scores
+        # every action, in plain Python floats (the batch path's numpy set-up costs
+        # several times as much).
         self._per_row = n_actions <= _ROW_CALLS_UP_TO and all(
-            hasattr(m, "predict_one") and getattr(m, "num_class", 1) == 1 for m in self.models.values()
+            hasattr(m, "row_scorer") and getattr(m, "num_class", 1) == 1 for m in self.models.values()
         )
-        self._predict_one = [(label, m.predict_one) for label, m in self.models.items()] if self._per_row else []
+        self._row_scorers = (
+            [(label, m.row_scorer(n_features, self._action_values)) for label, m in self.models.items()]
+            if self._per_row
+            else []
+        )
 
     def _grid(self) -> np.ndarray:
         g = getattr(self._local, "grid", None)
@@ -62,8 +67,8 @@ class ActionScorer:
         """The prediction of each label for each action of one encoded row (K floats per
         label): the request path."""
         if self._per_row:
-            inputs = [[*row, a] for a in self._action_values]
-            return {label: [one(x) for x in inputs] for label, one in self._predict_one}
+            full = [*row, 0.0]  # the action column is set by the scorer
+            return {label: score(full) for label, score in self._row_scorers}
         g = self._grid()
         g[:, :-1] = row
         return {label: np.asarray(m.predict(g), dtype=np.float64).reshape(self.n_actions).tolist()
