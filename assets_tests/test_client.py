@@ -154,3 +154,10 @@ def test_the_fast_feature_path_matches_the_full_checks() -> None:
         enc.normalise_encode({**OK, "tenure_days": float("inf")})
     with pytest.raises(LooperInputError, match="minimum"):
         enc.normalise_encode({**OK, "tenure_days": -1e-300})
+
+
+def test_a_misspelt_feature_is_reported_as_unknown(client: LooperClient) -> None:
+    # the required feature is missing because its name is misspelt: name the misspelling
+    with pytest.raises(LooperInputError) as e:
+        client.get_decision("notification_send", "u1", {"tenure_dayz": 3.0, "hour_of_day": 1})
+    assert e.value.field == "features.tenure_dayz" and "unknown feature" in e.value.problem

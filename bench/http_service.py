@@ -1,6 +1,6 @@
 """The HTTP decision service under load, against two references on the same server software.
 
-Three servers, each one uvicorn worker (uvloop and httptools when installed, no access
+Five servers, each one uvicorn worker (uvloop and httptools when installed, no access
 log), driven in turn by an external load generator (``wrk``: 32 connections, POST bodies
 from a Lua script):
 
@@ -12,6 +12,8 @@ from a Lua script):
              it serves a published, compiled champion: one model per label (click,
              unsubscribe) of the reference's size (50 trees of 15 leaves), each scoring
              both actions, so a decision makes four predictions to the reference's one
+  looper, cold start    the same service on a home with no champion (the default action,
+             exploration and the experiment split; no model)
   looper, SDK stubbed   the same service with ``get_decision`` replaced by a fixed answer:
              what the HTTP layer costs by itself (diagnostic)
 
@@ -43,6 +45,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import re  # noqa: E402
+import runpy  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
@@ -58,6 +61,7 @@ import orjson  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
 UC = "notification_send"
+publish_champion = runpy.run_path(os.path.join(_HERE, "champion.py"))["publish_champion"]
 FEATURES = {"tenure_days": 12.5, "sessions_last_7d": 3, "hour_of_day": 20, "platform": "ios"}
 DECISION = {"use_case": UC, "subject_id": "user-42", "features": FEATURES}
 FEATURE_ORDER = ["tenure_days", "sessions_last_7d", "days_since_last_visit", "notif_open_rate",
@@ -120,34 +124,6 @@ def fastapi_app() -> Any:
         return {"status": "ok"}
 
     return app
-
-
-def publish_champion(home: Path) -> None:
-    """Compile and activate a champion for ``UC`` under ``home``, as the serving assets
-    would: per label, a booster of the FastAPI reference's size over the features and the
-    action."""
-    import lightgbm as lgb
-    import numpy as np
-
-    from looper_pipelines.blueprints import load_catalog
-    from looper_pipelines.home import HomeLayout
-    from looper_pipelines.serving.publish import activate, build_artifact
-
-    bp = load_catalog()[UC]
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(2000, len(bp.features) + 1))
-    x[:, -1] = rng.integers(0, 2, len(x))
-    params = {"objective": "binary", "num_leaves": 15, "verbose": -1}
-    boosters = {
-        label: lgb.train(params, lgb.Dataset(x, (x[:, 0] * (1 + x[:, -1]) + rng.normal(size=len(x)) > 0).astype(float)),
-                         num_boost_round=50)
-        for label in bp.label_names
-    }  # fmt: skip
-    layout = HomeLayout.of(home)
-    meta = {"model_version": "bench", "policy_version": "bench", "policy_params": {},
-            "blueprint_version": bp.version, "lineage_version": bp.lineage_version}  # fmt: skip
-    build_artifact(layout, UC, "bench", boosters, [*bp.feature_names, "action"], meta)
-    activate(layout, UC, "bench")
 
 
 def stubbed_looper_app(home: str) -> Any:
@@ -414,7 +390,7 @@ def main() -> int:
     try:
         micro(workdir)
         publish_champion(workdir / "home")
-        ports = {k: free_port() for k in ("noop", "fastapi", "looper", "stub")}
+        ports = {k: free_port() for k in ("noop", "fastapi", "looper", "cold", "stub")}
         me = [sys.executable, os.path.abspath(__file__)]
         servers = [
             start("raw-noop", [*me, "--serve", "noop", "--port", str(ports["noop"])], ports["noop"], server_cpu),
@@ -422,6 +398,9 @@ def main() -> int:
             start("looper", [sys.executable, "-m", "looper_pipelines.cli.main", "serve", "--home",
                              str(workdir / "home"), "--port", str(ports["looper"]), "--log-level", "warning"],
                   ports["looper"], server_cpu),
+            start("looper-cold", [sys.executable, "-m", "looper_pipelines.cli.main", "serve", "--home",
+                                  str(workdir / "cold-home"), "--port", str(ports["cold"]), "--log-level",
+                                  "warning"], ports["cold"], server_cpu),
             start("looper-stub", [*me, "--serve", "looper-stub", "--port", str(ports["stub"]), "--home",
                                   str(workdir / "stub-home")], ports["stub"], server_cpu),
         ]  # fmt: skip
@@ -448,6 +427,8 @@ def main() -> int:
             (f"looper batch x{args.batch_size}", lp, f"{looper}/v1/decisions:batch", orjson.dumps(batch)),
             ("looper observation", lp, f"{looper}/v1/observations",
              orjson.dumps({"decision_id": decision_id, "name": "click", "value": 1})),
+            ("looper, cold start", by_name["looper-cold"], f"{by_name['looper-cold'].url}/v1/decisions",
+             orjson.dumps(DECISION)),
             ("looper, SDK stubbed", by_name["looper-stub"], f"{by_name['looper-stub'].url}/v1/decisions",
              orjson.dumps(DECISION)),
         ]  # fmt: skip
@@ -493,6 +474,8 @@ def main() -> int:
         print("                                measured req/s   by server CPU per request")
         print(f"looper decision / raw-noop     {dec / noop:10.2f}   {cpu_noop / cpu_dec:16.2f}   (goal >= 0.70)")
         print(f"looper decision / fastapi      {dec / fast:10.2f}   {cpu_fast / cpu_dec:16.2f}")
+        cold, cpu_cold = med("looper, cold start").rps, med_cpu("looper, cold start")
+        print(f"cold start (no model) / raw-noop {cold / noop:8.2f}   {cpu_noop / cpu_cold:16.2f}")
         stub, cpu_stub = med("looper, SDK stubbed").rps, med_cpu("looper, SDK stubbed")
         print(f"HTTP layer alone / raw-noop    {stub / noop:10.2f}   {cpu_noop / cpu_stub:16.2f}   (SDK stubbed)")
         print(f"decisions/s through the batch endpoint: {batch_rps * args.batch_size:,.0f} measured, "

@@ -7,7 +7,9 @@ One run measures, each against a baseline run in the same process:
   (b) strict durability from 8 threads: records/s and appends per fsync (group commit),
       against strict from one thread (one fsync per append);
   (c) the in-process SDK call ``get_decision`` with logging at default durability against
-      the same call with logging disabled (goal: logging adds <= 30 %).
+      the same call with logging disabled (goal: logging adds <= 30 %), on a cold start
+      (no model: the cheapest call, so the largest share for logging) and with a published
+      compiled champion (two label models scoring both actions; ``champion.py``).
 
     python bench/log_writer.py            # full run
     python bench/log_writer.py --quick    # fewer records
@@ -24,6 +26,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import argparse  # noqa: E402
+import runpy  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
@@ -134,14 +137,17 @@ def bench_strict(home: Path, record: dict, threads: int, per_thread: int) -> tup
 
 
 # -- (c) the SDK call with and without logging ---------------------------------------------
-def bench_client(home: Path, n: int, block: int) -> dict | None:
+def bench_client(home: Path, n: int, block: int, champion: bool = False) -> dict | None:
     """get_decision with logging disabled and at default durability, alternating in blocks;
     the ratio is the median over back-to-back pairs of blocks (robust to machine load)."""
     try:
         from looper_pipelines.client import LooperClient
     except ImportError:
         return None
+    if champion:
+        runpy.run_path(os.path.join(_HERE, "champion.py"))["publish_champion"](home)
     off = LooperClient.local(home, log_durability="disabled")
+    assert (off.deployment(UC).model_version is not None) == champion
     on = LooperClient.local(home, log_durability="default")
     subjects = [f"u{i}" for i in range(block)]
     for c in (off, on):  # warm up
@@ -193,7 +199,8 @@ def main() -> None:
         s1_rate, s1 = bench_strict(home, record, 1, strict_per_thread)
         s8_rate, s8 = bench_strict(home, record, 8, strict_per_thread)
         shutil.rmtree(home / "logs")
-        client = bench_client(home, client_n, block=500)
+        client = bench_client(home / "cold", client_n, block=500)
+        model = bench_client(home / "champion", client_n, block=500, champion=True)
         load1 = os.getloadavg()[0]
 
         raw, wr, stats = a["raw"], a["writer"], a["stats"]
@@ -206,15 +213,16 @@ def main() -> None:
             print(f"{name:<50} {r['wall']:>10,.0f} {r['wall_best']:>11,.0f} {r['cpu']:>10,.0f}")
         print(f"{'(b) strict, 1 thread, records/s':<50} {s1_rate:>10,.0f}")
         print(f"{'(b) strict, 8 threads, records/s':<50} {s8_rate:>10,.0f}")
-        if client:
-            print(
-                f"{'(c) get_decision, logging disabled, us/call':<50} {client['off_us']:>10.2f} "
-                f"{'':>11} {client['off_cpu_us']:>10.2f}"
-            )
-            print(
-                f"{'(c) get_decision, logging default, us/call':<50} {client['on_us']:>10.2f} "
-                f"{'':>11} {client['on_cpu_us']:>10.2f}"
-            )
+        for tag, c in (("cold start", client), ("champion", model)):
+            if c:
+                print(
+                    f"{f'(c) get_decision, {tag}, no logging, us/call':<50} {c['off_us']:>10.2f} "
+                    f"{'':>11} {c['off_cpu_us']:>10.2f}"
+                )
+                print(
+                    f"{f'(c) get_decision, {tag}, logging, us/call':<50} {c['on_us']:>10.2f} "
+                    f"{'':>11} {c['on_cpu_us']:>10.2f}"
+                )
         print(
             f"(a: {stats['appends']:,} appends in blocks of 5,000 alternating with the baseline, "
             f"{stats['fsyncs']} background fsyncs; c: medians over {client['pairs'] if client else 0} "
@@ -234,14 +242,16 @@ def main() -> None:
             f"(1 thread: {s1['appends'] / max(1, s1['fsyncs']):.1f}); throughput 8 threads / 1 "
             f"thread: {s8_rate / s1_rate:.1f}x"
         )
-        if client:
-            print(
-                f"  (c) get_decision logged / not logged:     {client['ratio']:.2f} "
-                f"(CPU {client['cpu_ratio']:.2f}); logging adds {client['ratio'] - 1:+.0%} "
-                f"(goal <= +30%: {'met' if client['ratio'] <= 1.30 else 'not met'})"
-            )
-        else:
-            print("  (c) client not available: skipped")
+        for tag, c in (("cold start", client), ("champion", model)):
+            if c:
+                print(
+                    f"  (c) get_decision logged / not, {tag + ':':<11} {c['ratio']:.2f} "
+                    f"(CPU {c['cpu_ratio']:.2f}); logging adds {c['ratio'] - 1:+.0%}, "
+                    f"{c['on_us'] - c['off_us']:.2f} us (goal <= +30%: "
+                    f"{'met' if c['ratio'] <= 1.30 else 'not met'})"
+                )
+            else:
+                print("  (c) client not available: skipped")
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -45,8 +45,9 @@ class Deployment:
     policy_params: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):
+    """One decision before it is logged (a tuple: built on every request)."""
+
     action_index: int
     propensity: float
     scores: dict[str, list[float]]

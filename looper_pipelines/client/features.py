@@ -44,17 +44,14 @@ class FeatureEncoder:
         """The validated feature dict and the model's input row, in one pass."""
         if not isinstance(features, Mapping):
             raise LooperInputError("features", f"expected an object of feature values, got {type(features).__name__}")
-        known = self._known
-        for k in features:
-            if k not in known:
-                raise LooperInputError(
-                    f"features.{k}", f"unknown feature for use case {self.blueprint.name!r}; expected one of {self.names}"
-                )
         out: dict[str, Any] = {}
         row: list[float] = []
         get = features.get
+        present = 0
         for name, kind, lo, hi, codes, f in self._plan:
             v = get(name, _MISSING)
+            if v is not _MISSING:
+                present += 1
             t = type(v)
             if t is float and kind == "float" and lo <= v <= hi:  # excludes NaN and inf
                 x = v
@@ -65,16 +62,29 @@ class FeatureEncoder:
             elif t is bool and kind == "bool":
                 x = float(v)
             else:
-                if v is _MISSING or v is None:
-                    if f.required:
-                        raise LooperInputError(f"features.{name}", "is required (no default declared)")
-                    v = f.default
-                else:
-                    v = _check_value(f, v)
+                try:
+                    if v is _MISSING or v is None:
+                        if f.required:
+                            raise LooperInputError(f"features.{name}", "is required (no default declared)")
+                        v = f.default
+                    else:
+                        v = _check_value(f, v)
+                except LooperInputError:
+                    self._unknown(features)  # an unknown name first: a misspelt one is the likely cause
+                    raise
                 x = self._encode_value(f, v)
             out[name] = v
             row.append(x)
+        if present != len(features):
+            self._unknown(features)
         return out, row
+
+    def _unknown(self, features: Mapping[str, Any]) -> None:
+        for k in features:
+            if k not in self._known:
+                raise LooperInputError(
+                    f"features.{k}", f"unknown feature for use case {self.blueprint.name!r}; expected one of {self.names}"
+                )
 
     def encode(self, normalised: Mapping[str, Any]) -> list[float]:
         """The model's input row of an already normalised feature dict."""
