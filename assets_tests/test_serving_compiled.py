@@ -395,8 +395,8 @@ def test_numerical_model_reads_rows_uncopied(tmp_path: Path) -> None:
         lgb.Dataset(X, labels["binary"]),
         num_boost_round=20,
     )
-    model = CompiledModel.load(compile_lightgbm(booster, tmp_path / "num", parallel_comp=3))
-    lib = model.manifest["library"]
+    path = compile_lightgbm(booster, tmp_path / "num", parallel_comp=3)
+    lib = CompiledModel.load(path).manifest["library"]
     assert lib["rows_uncopied"] == 1 and lib["translation_units"] == 3
     E = _eval_rows()
     # finite doubles whose low 32 bits are all ones (they alias TL2cgen's missing marker)
@@ -407,10 +407,91 @@ def test_numerical_model_reads_rows_uncopied(tmp_path: Path) -> None:
     E[8 : 8 + len(ones), :] = np.array(ones)[:, None]
     E[20, :], E[21, :] = np.inf, -np.inf
     expected = booster.predict(E)
-    np.testing.assert_array_equal(model.predict(E, num_threads=1), expected)
-    np.testing.assert_array_equal(np.array([model.predict_one(r) for r in E]), expected)
-    with_none = [None if np.isnan(v) else float(v) for v in E[7]]
-    assert model.predict_one(with_none) == expected[7]
+    for branch_free in (True, False):  # both walks in the library
+        model = CompiledModel.load(path, branch_free=branch_free)
+        assert model.tree_walk == ("branch_free" if branch_free else "tl2cgen")
+        np.testing.assert_array_equal(model.predict(E, num_threads=1), expected)
+        np.testing.assert_array_equal(np.array([model.predict_one(r) for r in E]), expected)
+        with_none = [None if np.isnan(v) else float(v) for v in E[7]]
+        assert model.predict_one(with_none) == expected[7]
+
+
+def _edge_rows(booster: lgb.Booster, n: int, seed: int) -> np.ndarray:
+    """Rows full of the values where a tree walk can go wrong: every split threshold and
+    its neighbouring doubles, +-0, LightGBM's zero threshold (+-1e-35 as a float) and its
+    neighbours, denormals, +-inf and NaN."""
+    rng = np.random.default_rng(seed)
+    nf = booster.num_feature()
+    thresholds: dict[int, list[float]] = {}
+
+    def walk(node: dict) -> None:
+        if "split_index" in node:
+            thresholds.setdefault(node["split_feature"], []).append(node["threshold"])
+            walk(node["left_child"])
+            walk(node["right_child"])
+
+    for tree in booster.dump_model()["tree_info"]:
+        walk(tree["tree_structure"])
+    X = rng.normal(size=(n, nf))
+    for j, ts in thresholds.items():
+        pick = rng.random(n) < 0.5
+        X[pick, j] = rng.choice(np.array(ts), pick.sum())
+        near = rng.random(n) < 0.2
+        X[near, j] = np.nextafter(X[near, j], np.where(rng.random(near.sum()) < 0.5, -np.inf, np.inf))
+    tiny = float(np.float32(1e-35))
+    specials = np.array(
+        [0.0, -0.0, tiny, -tiny, np.nextafter(tiny, 1.0), -np.nextafter(tiny, 1.0), 1e-36, 5e-324,
+         np.inf, -np.inf, np.nan]
+    )  # fmt: skip
+    mask = rng.random(X.shape) < 0.1
+    X[mask] = rng.choice(specials, mask.sum())
+    return X
+
+
+@pytest.mark.parametrize(
+    ("params", "data"),
+    [
+        ({}, {"nans": 0.1}),
+        ({"use_missing": False}, {"nans": 0.1}),
+        ({"zero_as_missing": True}, {"zeros": 0.2, "nans": 0.05}),
+        ({}, {"infs": 0.05, "nans": 0.05}),
+        ({"objective": "regression"}, {"nans": 0.1}),
+        ({"sigmoid": 0.7}, {"nans": 0.1}),
+    ],
+    ids=["nan-missing", "no-missing", "zero-as-missing", "inf-in-training", "regression", "sigmoid"],
+)
+def test_branch_free_walk_is_bit_identical_to_lightgbm(params: dict, data: dict, tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(3000, 6))
+    for kind, share in data.items():
+        value = {"nans": np.nan, "zeros": 0.0, "infs": np.inf}[kind]
+        X[rng.random(X.shape) < share] = value
+    z = np.nan_to_num(X, posinf=3.0)
+    y = (z[:, 0] + z[:, 1] * z[:, 2] + (X[:, 3] == 0) + np.isnan(X[:, 4]) + rng.normal(size=len(X)) > 0.5)
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 31, "min_data_in_leaf": 5, "verbose": -1, **params},
+        lgb.Dataset(X, y.astype(float)),
+        num_boost_round=40,
+    )
+    model = CompiledModel.load(compile_lightgbm(booster, tmp_path / "m", verify_rows=0))
+    assert model.tree_walk == "branch_free" and model.manifest["library"]["branch_free"] == 1
+    assert "looper_bf_predict_one" in model.manifest["library"]["entry_points"]
+    E = _edge_rows(booster, 4000, seed=12)
+    expected = booster.predict(E)
+    np.testing.assert_array_equal(model.predict(E, num_threads=2), expected)
+    np.testing.assert_array_equal(model.predict(E, raw_score=True), booster.predict(E, raw_score=True))
+    np.testing.assert_array_equal(np.array([model.predict_one(r) for r in E[:1000]]), expected[:1000])
+    score = model.row_scorer(5, [0.0, -np.inf, np.nan])
+    for r in E[:200]:
+        varied = np.repeat(r[None, :], 3, axis=0)
+        varied[:, 5] = [0.0, -np.inf, np.nan]
+        assert score(r.tolist()) == booster.predict(varied).tolist()
+
+
+def test_models_with_categorical_splits_keep_the_tl2cgen_walk(models: dict[str, CompiledModel]) -> None:
+    for task, model in models.items():
+        assert model.tree_walk == "tl2cgen", task  # categorical splits (and multiclass)
+        assert model.manifest["library"]["branch_free"] == 0
 
 
 # ------------------------------------------------------------------------------ threads

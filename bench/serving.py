@@ -9,8 +9,12 @@ baseline run in the same process:
       different row on every call;
   (2) ``CompiledModel.predict`` on 100,000 rows against ``Booster.predict`` with the same
       number of threads (goal: >= 5x faster), asserting identical results;
-  (3) the in-process ``get_decision`` against ``Booster.predict`` on one row (placeholder);
-  (4) HTTP throughput of the decision service (placeholder).
+  (3) the in-process ``get_decision`` (two compiled label models, policy, durable log)
+      against ``Booster.predict`` on one row;
+  (4) HTTP throughput: see ``bench/http_service.py``.
+
+The library serves through its branch-free tree walk (``serving.branch_free``); (1) and (2)
+also show the same library through TL2cgen's walk.
 
     python bench/serving.py            # full run
     python bench/serving.py --quick    # fewer repetitions, 20,000-row batch
@@ -95,9 +99,14 @@ def interleaved(
 
 
 def bench_predict_one(
-    model: CompiledModel, booster: lgb.Booster, rows: np.ndarray, quick: bool
+    model: CompiledModel,
+    booster: lgb.Booster,
+    rows: np.ndarray,
+    quick: bool,
+    tl2cgen: CompiledModel | None = None,
 ) -> dict[str, Any]:
-    """(1) one row: predict_one (ndarray and list input) against Booster.predict."""
+    """(1) one row: predict_one (ndarray and list input) against Booster.predict; with
+    ``tl2cgen`` (the same library through TL2cgen's walk) shown beside it."""
     number, rounds = (2_000, 5) if quick else (10_000, 9)
     b_number = number // 10
     x = np.ascontiguousarray(rows[0])
@@ -127,6 +136,10 @@ def bench_predict_one(
         ),
         "varied_predict_one": (lambda: model.predict_one(next(it_c)), number),
     }
+    if tl2cgen is not None:
+        it_t = itertools.cycle(many)
+        variants["tl2cgen_predict_one"] = (lambda: tl2cgen.predict_one(x), number)
+        variants["varied_tl2cgen_predict_one"] = (lambda: tl2cgen.predict_one(next(it_t)), number)
     if model.backend == "native":  # the bare library call, for the overhead breakdown
         impl: Any = model._impl
         buf, one = impl.in_type(*x_list), impl.one
@@ -149,9 +162,14 @@ def bench_predict_one(
 
 
 def bench_batch(
-    model: CompiledModel, booster: lgb.Booster, X: np.ndarray, quick: bool
+    model: CompiledModel,
+    booster: lgb.Booster,
+    X: np.ndarray,
+    quick: bool,
+    tl2cgen: CompiledModel | None = None,
 ) -> dict[str, Any]:
-    """(2) a batch: predict against Booster.predict, with the same thread counts."""
+    """(2) a batch: predict against Booster.predict, with the same thread counts (and the
+    TL2cgen walk of the same library, when given)."""
     rounds = 3 if quick else 5
     out: dict[str, Any] = {"rows": len(X)}
     cpus = os.cpu_count() or 1
@@ -161,14 +179,13 @@ def bench_batch(
         diff = float(np.abs(got - expected).max())
         assert diff <= 1e-12, f"predict differs from Booster.predict by {diff}"
         clock = time.thread_time if threads == 1 else time.process_time
-        res = interleaved(
-            {
-                "booster": (lambda n=threads: booster.predict(X, num_threads=n), 1),
-                "compiled": (lambda n=threads: model.predict(X, num_threads=n), 1),
-            },
-            rounds,
-            clock,
-        )
+        variants: dict[str, tuple[Callable[[], object], int]] = {
+            "booster": (lambda n=threads: booster.predict(X, num_threads=n), 1),
+            "compiled": (lambda n=threads: model.predict(X, num_threads=n), 1),
+        }
+        if tl2cgen is not None:
+            variants["tl2cgen"] = (lambda n=threads: tl2cgen.predict(X, num_threads=n), 1)
+        res = interleaved(variants, rounds, clock)
         out[f"threads_{threads}"] = {
             "booster_ms": res["booster"]["wall_us"] / 1e3,
             "compiled_ms": res["compiled"]["wall_us"] / 1e3,
@@ -178,12 +195,9 @@ def bench_batch(
             "ratio_cpu": res["booster"]["cpu_us"] / res["compiled"]["cpu_us"],
             "max_abs_diff": diff,
         }
+        if tl2cgen is not None:
+            out[f"threads_{threads}"]["tl2cgen_ms"] = res["tl2cgen"]["wall_us"] / 1e3
     return out
-
-
-# --------------------------------------------------------------------------------------
-# Placeholders for the two measurements still to be added.
-# --------------------------------------------------------------------------------------
 
 
 def bench_get_decision(model_artifact: Path, booster: lgb.Booster, quick: bool) -> dict | None:
@@ -212,7 +226,15 @@ def bench_get_decision(model_artifact: Path, booster: lgb.Booster, quick: bool) 
                          num_boost_round=200 if not quick else 50)
         for label in ("click", "unsubscribe")
     }
-    features = {"tenure_days": 120.0, "hour_of_day": 19, "notif_open_rate": 0.3, "platform": "ios", "sessions_last_7d": 3}
+    # a different subject on every call, as in serving
+    platforms = ["ios", "android", "web"]
+    subjects = [
+        {"tenure_days": float(rng.exponential(200)), "hour_of_day": int(rng.integers(0, 24)),
+         "notif_open_rate": float(rng.random()), "platform": platforms[int(rng.integers(0, 3))],
+         "sessions_last_7d": int(rng.poisson(3)), "days_since_last_visit": float(rng.exponential(10))}
+        for _ in range(1000)
+    ]  # fmt: skip
+    cycle_a, cycle_b = itertools.cycle(subjects), itertools.cycle(subjects)
     with tempfile.TemporaryDirectory() as home:
         layout = HomeLayout.of(home)
         build_artifact(layout, uc, "bench", boosters, [*bp.feature_names, "action"], {
@@ -222,17 +244,17 @@ def bench_get_decision(model_artifact: Path, booster: lgb.Booster, quick: bool) 
         client = LooperClient.local(home)
         quiet = LooperClient.local(home, log_durability="disabled")
         assert client.deployment(uc).model_version == "bench"
-        ref_row = rng.normal(size=(1, booster.num_feature()))
+        ref_rows = itertools.cycle(list(rng.normal(size=(1000, 1, booster.num_feature()))))
         number, rounds = (500, 3) if quick else (3_000, 7)
         res = interleaved({
-            "booster_predict": (lambda: booster.predict(ref_row), number),
-            "get_decision": (lambda: client.get_decision(uc, "u1", features), number),
-            "get_decision_no_log": (lambda: quiet.get_decision(uc, "u1", features), number),
+            "booster_predict": (lambda: booster.predict(next(ref_rows)), number),
+            "get_decision": (lambda: client.get_decision(uc, "u1", next(cycle_a)), number),
+            "get_decision_no_log": (lambda: quiet.get_decision(uc, "u1", next(cycle_b)), number),
         }, rounds)
         client.close()
         quiet.close()
     ratio = res["booster_predict"]["wall_us"] / res["get_decision"]["wall_us"]
-    print("\n(3) full get_decision vs Booster.predict, one row   wall µs/call")
+    print("\n(3) full get_decision (a different subject each call) vs Booster.predict, one row   wall µs/call")
     for k, v in res.items():
         print(f"  {k:22s} {v['wall_us']:8.1f}")
     print(f"  Booster.predict / get_decision = {ratio:.2f}x (get_decision scores 2 labels x 2 actions, "
@@ -261,6 +283,8 @@ def _print_one_row(one: dict[str, Any]) -> None:
         ("varied_booster_predict", "varied rows: Booster.predict"),
         ("varied_booster_predict_1thread", "varied rows: Booster.predict, 1 thr"),
         ("varied_predict_one", "varied rows: predict_one"),
+        ("tl2cgen_predict_one", "TL2cgen walk: predict_one, same row"),
+        ("varied_tl2cgen_predict_one", "TL2cgen walk: predict_one, varied"),
     ]
     for key, label in labels:
         if key in one:
@@ -309,20 +333,22 @@ def main(argv: list[str] | None = None) -> int:
         manifest = compile_lightgbm(booster, Path(tmp) / "model", metadata={"bench": True})
         results["compile_s"] = time.perf_counter() - t0
         model = CompiledModel.load(manifest)
+        tl2cgen = CompiledModel.load(manifest, branch_free=False) if model.tree_walk == "branch_free" else None
         results["backend"] = model.backend
+        results["tree_walk"] = model.tree_walk
         results["parallel_comp"] = model.manifest["build"]["parallel_comp"]
         print(
             f"model: {N_TREES} trees x {N_LEAVES} leaves x {N_FEATURE} features; "
-            f"trained in {t_train:.1f} s, compiled ({model.backend}, "
+            f"trained in {t_train:.1f} s, compiled ({model.backend}, {model.tree_walk} walk, "
             f"parallel_comp={results['parallel_comp']}) in {results['compile_s']:.1f} s; "
             f"load average {os.getloadavg()[0]:.1f}"
         )
 
-        one = bench_predict_one(model, booster, X_eval[:2_000], quick)
+        one = bench_predict_one(model, booster, X_eval[:2_000], quick, tl2cgen)
         results["predict_one"] = one
         _print_one_row(one)
 
-        batch = bench_batch(model, booster, X_eval, quick)
+        batch = bench_batch(model, booster, X_eval, quick, tl2cgen)
         results["batch"] = batch
         print(f"\n(2) batch of {n_batch:,} rows            wall ms (CPU ms)")
         for key, r in batch.items():
@@ -333,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"({r['booster_cpu_ms']:7.1f}), compiled {r['compiled_ms']:7.1f} "
                 f"({r['compiled_cpu_ms']:7.1f}) -> {r['ratio_wall']:.1f}x wall, "
                 f"{r['ratio_cpu']:.1f}x CPU; max abs diff {r['max_abs_diff']:.1e}"
+                + (f"; TL2cgen walk {r['tl2cgen_ms']:.1f} ms" if "tl2cgen_ms" in r else "")
             )
 
         for name, fn in (
