@@ -488,10 +488,39 @@ def test_branch_free_walk_is_bit_identical_to_lightgbm(params: dict, data: dict,
         assert score(r.tolist()) == booster.predict(varied).tolist()
 
 
-def test_models_with_categorical_splits_keep_the_tl2cgen_walk(models: dict[str, CompiledModel]) -> None:
-    for task, model in models.items():
-        assert model.tree_walk == "tl2cgen", task  # categorical splits (and multiclass)
-        assert model.manifest["library"]["branch_free"] == 0
+def test_which_walk_serves(models: dict[str, CompiledModel]) -> None:
+    # one output, with categorical splits: the branch-free walk; multiclass: TL2cgen's
+    assert models["binary"].tree_walk == models["regression"].tree_walk == "branch_free"
+    assert models["multiclass"].tree_walk == "tl2cgen"
+    assert models["multiclass"].manifest["library"]["branch_free"] == 0
+
+
+def test_branch_free_walk_follows_lightgbm_on_categories(tmp_path: Path) -> None:
+    """NaN and negative categories go right, the integer part of a fraction is the
+    category, values past the bitset or beyond the int range go right, tiny values are 0."""
+    rng = np.random.default_rng(21)
+    n = 4000
+    X = rng.normal(size=(n, 4))
+    X[:, 1] = rng.integers(0, 40, n)
+    X[:, 3] = rng.integers(0, 3, n)
+    X[rng.random(n) < 0.05, 1] = np.nan
+    y = X[:, 0] + np.isin(X[:, 1], [3, 7, 11, 35]) + (X[:, 3] == 1) + rng.normal(size=n) > 0.7
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 31, "min_data_per_group": 5, "cat_smooth": 1.0,
+         "max_cat_to_onehot": 2, "verbose": -1},
+        lgb.Dataset(X, y.astype(float), categorical_feature=[1, 3]),
+        num_boost_round=40,
+    )  # fmt: skip
+    model = CompiledModel.load(compile_lightgbm(booster, tmp_path / "m"))
+    assert model.tree_walk == "branch_free"
+    E = rng.normal(size=(6000, 4))
+    odd = [0, 3, 7, 11, 35, 39, 40, 64, 1000, -1, -0.5, 0.5, 3.7, -3, np.nan, np.inf, -np.inf,
+           1e10, 2.0**31, 2.0**31 - 1, 1e-36, -1e-36]  # fmt: skip
+    E[:, 1] = rng.choice(odd, len(E))
+    E[:, 3] = rng.choice([0, 1, 2, 3, np.nan, -1, 1.5, 1e-40], len(E))
+    expected = booster.predict(E)
+    np.testing.assert_array_equal(model.predict(E), expected)
+    np.testing.assert_array_equal(np.array([model.predict_one(r) for r in E[:1500]]), expected[:1500])
 
 
 # ------------------------------------------------------------------------------ threads

@@ -13,7 +13,8 @@ Results are bit-identical to ``lightgbm.Booster.predict`` (LightGBM 4.x semantic
 - the predictor turns any value with ``|v| <= kZeroThreshold`` (``1e-35f``) into 0.0;
 - ``missing_type`` None: NaN is 0.0, then ``v <= threshold`` goes left;
 - ``missing_type`` NaN: NaN goes to the default side, else ``v <= threshold``;
-- ``missing_type`` Zero: NaN is 0.0, and 0.0 goes to the default side.
+- ``missing_type`` Zero: NaN is 0.0, and 0.0 goes to the default side;
+- categorical: see below.
 
 The row is expanded once into *views* in which a missing value is replaced by -inf (goes
 left: ``-inf <= t`` for every finite threshold), +inf (goes right) or 0.0, depending on
@@ -25,9 +26,14 @@ Trees are sorted by depth and walked 16 at a time for the group's largest depth;
 values are added in tree order 0..T-1 into a double starting at 0.0 (LightGBM's order),
 then the objective's transform (binary: ``1 / (1 + exp(-sigmoid * s))``).
 
+Categorical splits (``CategoricalDecision``: NaN and negative values go right, otherwise
+the integer part is looked up in the split's bitset) become one more cell per distinct
+(feature, category set), computed with the views: 0.0 if the row's category is in the set,
+else 1.0, compared with 0.5 like any other split.
+
 Supported: one output (binary or regression-type objectives without an output transform
-other than the binary sigmoid), numerical splits only. Anything else raises
-:class:`Unsupported` and the library keeps TL2cgen's walk alone.
+other than the binary sigmoid). Anything else (multiclass, linear trees, other objectives)
+raises :class:`Unsupported` and the library keeps TL2cgen's walk alone.
 
 Entry points (see ``_shim`` for the common ones):
 
@@ -90,6 +96,13 @@ class _Split:
 
 
 @dataclass(frozen=True)
+class _CategorySplit:
+    feature: int
+    bits: tuple[int, ...]  # LightGBM's bitset of the categories that go left
+    left: int
+
+
+@dataclass(frozen=True)
 class _Leaf:
     value: float
 
@@ -113,13 +126,16 @@ def _blocks(model_str: str) -> tuple[dict[str, str], list[dict[str, str]]]:
     return header, trees
 
 
-def _tree(fields: dict[str, str]) -> tuple[list[_Split | _Leaf], int]:
+_Node = _Split | _CategorySplit | _Leaf
+
+
+def _tree(fields: dict[str, str]) -> tuple[list[_Node], int]:
     """One tree as a flat node list (children adjacent) and its depth."""
     leaves = [float(v) for v in fields["leaf_value"].split()]
     if int(fields["num_leaves"]) == 1:
         return [_Leaf(leaves[0])], 0
-    if int(fields.get("num_cat", "0")) != 0:
-        raise Unsupported("categorical splits")
+    bounds = [int(v) for v in fields.get("cat_boundaries", "").split()]
+    words = [int(v) for v in fields.get("cat_threshold", "").split()]
     if fields.get("is_linear", "0") != "0":
         raise Unsupported("linear trees")
     feature = [int(v) for v in fields["split_feature"].split()]
@@ -127,7 +143,7 @@ def _tree(fields: dict[str, str]) -> tuple[list[_Split | _Leaf], int]:
     decision = [int(v) for v in fields["decision_type"].split()]
     left = [int(v) for v in fields["left_child"].split()]
     right = [int(v) for v in fields["right_child"].split()]
-    nodes: list[_Split | _Leaf | None] = [None]
+    nodes: list[_Node | None] = [None]
     depth = 0
     stack = [(0, 0, 0)]  # (LightGBM node: >= 0 split, < 0 ~leaf; flat index; depth)
     while stack:
@@ -136,8 +152,16 @@ def _tree(fields: dict[str, str]) -> tuple[list[_Split | _Leaf], int]:
         if node < 0:
             nodes[index] = _Leaf(leaves[~node])
             continue
+        child = len(nodes)
+        nodes += [None, None]
+        stack.append((right[node], child + 1, d + 1))
+        stack.append((left[node], child, d + 1))
         if decision[node] & 1:
-            raise Unsupported("categorical splits")
+            k = int(threshold[node])
+            nodes[index] = _CategorySplit(
+                feature[node], tuple(words[bounds[k] : bounds[k + 1]]), child
+            )
+            continue
         missing = _MISSING_TYPES[(decision[node] >> 2) & 3]
         t = threshold[node]
         if math.isnan(t):
@@ -146,12 +170,22 @@ def _tree(fields: dict[str, str]) -> tuple[list[_Split | _Leaf], int]:
         if view in (1, 4) and t == math.inf:
             # v <= +inf holds for every present value: only missingness decides
             view, t = (5 if view == 1 else 6), 0.5
-        child = len(nodes)
-        nodes += [None, None]
         nodes[index] = _Split(feature[node], t, view, child)
-        stack.append((right[node], child + 1, d + 1))
-        stack.append((left[node], child, d + 1))
     return [n for n in nodes if n is not None], depth
+
+
+def _category_cell_code(i: int, feature: int, words: int, cell: int) -> str:
+    """LightGBM's ``CategoricalDecision``: NaN and negative values go right, otherwise the
+    integer part is looked up in the bitset (tiny values are 0.0 first, as everywhere)."""
+    return (
+        f"  {{ const double v0 = x[{feature}]; const double v = (fabs(v0) <= BF_KZERO) ? 0.0 : v0;\n"
+        "    int in = 0;\n"
+        "    if (v > -1.0 && v < 2147483648.0) {\n"
+        "      const int c = (int)v;\n"
+        f"      if ((c >> 5) < {words}) in = (BF_CAT{i}[c >> 5] >> (c & 31)) & 1;\n"
+        "    }\n"
+        f"    xx[{cell}] = in ? 0.0 : 1.0; }}"
+    )
 
 
 def branch_free_source(model_str: str) -> str:
@@ -183,7 +217,14 @@ def branch_free_source(model_str: str) -> str:
 
     views = sorted({n.view for nodes, _ in trees for n in nodes if isinstance(n, _Split)}) or [2]
     slot = {v: i for i, v in enumerate(views)}
-    nan_cell = len(views) * num_feature  # a NaN cell: leaves read it, and NaN > t is false
+    # one cell per distinct (feature, category set): 0.0 when the row's category is in
+    # the set (go left), else 1.0; the split compares it with 0.5
+    category_sets = sorted(
+        {(n.feature, n.bits) for nodes, _ in trees for n in nodes if isinstance(n, _CategorySplit)}
+    )
+    category_base = len(views) * num_feature
+    category_cell = {key: category_base + i for i, key in enumerate(category_sets)}
+    nan_cell = category_base + len(category_sets)  # leaves read it; NaN > t is false
     # per node: threshold (a leaf: its value), byte offset of the value it reads, byte
     # offset of its left child (a leaf: itself)
     table: list[tuple[str, int, int]] = []
@@ -194,6 +235,9 @@ def branch_free_source(model_str: str) -> str:
         for i, n in enumerate(nodes):
             if isinstance(n, _Leaf):  # loops on itself
                 table.append((_hex(n.value), 8 * nan_cell, 16 * (base + i)))
+            elif isinstance(n, _CategorySplit):
+                cell = category_cell[(n.feature, n.bits)]
+                table.append(("0.5", 8 * cell, 16 * (base + n.left)))
             else:
                 table.append(
                     (
@@ -221,6 +265,7 @@ def branch_free_source(model_str: str) -> str:
         "#include <stdint.h>",
         f"#define BF_NF {num_feature}",
         f"#define BF_NV {len(views)}",
+        f"#define BF_NCELLS {nan_cell + 1}",
         f"#define BF_NT {len(trees)}",
         f"#define BF_G {GROUP}",
         f"#define BF_NG {groups}",
@@ -232,6 +277,10 @@ def branch_free_source(model_str: str) -> str:
         f"static const uint16_t BF_TREE[{len(walk_trees)}] = {{{','.join(map(str, walk_trees))}}};",
         f"static const uint8_t BF_DEPTH[BF_NG] = {{{','.join(map(str, group_depth))}}};",
         f"static const double BF_KZERO = {_hex(_KZERO)};",
+        *(
+            f"static const uint32_t BF_CAT{i}[{len(bits)}] = {{{','.join(map(str, bits))}}};"
+            for i, (_, bits) in enumerate(category_sets)
+        ),
         "static inline void bf_views(const double* x, double* xx) {",
         "  for (int j = 0; j < BF_NF; ++j) {",
         "    double v = x[j];",
@@ -239,13 +288,17 @@ def branch_free_source(model_str: str) -> str:
         "    const int nan = (v != v);",
         *(f"    xx[{slot[v]} * BF_NF + j] = {_VIEW_EXPR[v]};" for v in views),
         "  }",
-        "  xx[BF_NV * BF_NF] = NAN;",
+        *(
+            _category_cell_code(i, f, len(bits), category_base + i)
+            for i, (f, bits) in enumerate(category_sets)
+        ),
+        "  xx[BF_NCELLS - 1] = NAN;",
         "}",
         "#define BF_AT(o) ((const bf_node*)((const char*)BF_N + (o)))",
         "#define BF_X(o) (*(const double*)((const char*)xx + (o)))",
         "#define BF_FL(o) (*(const uint64_t*)((const char*)BF_N + (o) + 8))",
         "static inline double bf_raw(const double* x) {",
-        "  double xx[BF_NV * BF_NF + 1];",
+        "  double xx[BF_NCELLS];",
         "  double leaf[BF_NT + 1];",
         "  bf_views(x, xx);",
         "  for (int g = 0; g < BF_NG; ++g) {",
