@@ -24,9 +24,14 @@ def publish_champion(home: Path, model_version: str = "bench") -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2000, len(bp.features) + 1))
     x[:, -1] = rng.integers(0, 2, len(x))
+    # as the trainer does: category features and the action are LightGBM categoricals
+    categorical = [i for i, f in enumerate(bp.features) if f.type == "category"] + [x.shape[1] - 1]
+    for i in categorical[:-1]:
+        x[:, i] = rng.integers(0, len(bp.features[i].categories or []), len(x))
     params = {"objective": "binary", "num_leaves": 15, "verbose": -1}
     boosters = {
-        label: lgb.train(params, lgb.Dataset(x, (x[:, 0] * (1 + x[:, -1]) + rng.normal(size=len(x)) > 0).astype(float)),
+        label: lgb.train(params, lgb.Dataset(x, (x[:, 0] * (1 + x[:, -1]) + rng.normal(size=len(x)) > 0).astype(float),
+                                         categorical_feature=categorical),
                          num_boost_round=50)
         for label in bp.label_names
     }  # fmt: skip

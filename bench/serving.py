@@ -220,9 +220,14 @@ def bench_get_decision(model_artifact: Path, booster: lgb.Booster, quick: bool) 
     n_feat = len(bp.features) + 1
     x = rng.normal(size=(20_000, n_feat))
     x[:, -1] = rng.integers(0, 2, len(x))
+    # as the trainer does: category features and the action are LightGBM categoricals
+    categorical = [i for i, f in enumerate(bp.features) if f.type == "category"] + [n_feat - 1]
+    for i in categorical[:-1]:
+        x[:, i] = rng.integers(0, len(bp.features[i].categories or []), len(x))
     params = {"objective": "binary", "num_leaves": 63, "min_data_in_leaf": 5, "verbosity": -1, "seed": 3}
     boosters = {
-        label: lgb.train(params, lgb.Dataset(x, (rng.random(len(x)) < 1 / (1 + np.exp(-x[:, 0] * (1 + x[:, -1])))).astype(float)),
+        label: lgb.train(params, lgb.Dataset(x, (rng.random(len(x)) < 1 / (1 + np.exp(-x[:, 0] * (1 + x[:, -1])))).astype(float),
+                                         categorical_feature=categorical),
                          num_boost_round=200 if not quick else 50)
         for label in ("click", "unsubscribe")
     }
