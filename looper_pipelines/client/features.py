@@ -10,6 +10,7 @@ from looper_pipelines.blueprints.model import Blueprint, Feature
 from looper_pipelines.client.errors import LooperInputError
 
 _MISSING = object()
+_REQUIRED = object()
 NAN = float("nan")
 MAX_SAFE_INT = 2**53  # integers beyond this lose precision as JSON numbers
 _MAX_FLOAT = 1.7976931348623157e308
@@ -34,7 +35,13 @@ class FeatureEncoder:
         }
         # per feature: what a value of the expected Python type must satisfy to be taken
         # as it is (anything else goes through the full check, which names the problem)
-        self._plan = [(f.name, f.type, *_fast_bounds(f), self._codes[f.name], f) for f in self.features]
+        # a missing feature: _REQUIRED, or its default and the default's encoding
+        self._plan = [
+            (f.name, f.type, *_fast_bounds(f), self._codes[f.name],
+             _REQUIRED if f.required else f.default,
+             None if f.required else self._encode_value(f, f.default), f)
+            for f in self.features
+        ]  # fmt: skip
 
     def normalise(self, features: Mapping[str, Any]) -> dict[str, Any]:
         """The validated feature dict that is logged (defaults filled in)."""
@@ -48,10 +55,18 @@ class FeatureEncoder:
         row: list[float] = []
         get = features.get
         present = 0
-        for name, kind, lo, hi, codes, f in self._plan:
+        for name, kind, lo, hi, codes, default, default_x, f in self._plan:
             v = get(name, _MISSING)
-            if v is not _MISSING:
-                present += 1
+            if v is _MISSING or v is None:
+                if v is None:
+                    present += 1
+                if default is _REQUIRED:
+                    self._unknown(features)  # an unknown name first: a misspelt one is the likely cause
+                    raise LooperInputError(f"features.{name}", "is required (no default declared)")
+                out[name] = default
+                row.append(default_x)  # type: ignore[arg-type]
+                continue
+            present += 1
             t = type(v)
             if t is float and kind == "float" and lo <= v <= hi:  # excludes NaN and inf
                 x = v
@@ -63,14 +78,9 @@ class FeatureEncoder:
                 x = float(v)
             else:
                 try:
-                    if v is _MISSING or v is None:
-                        if f.required:
-                            raise LooperInputError(f"features.{name}", "is required (no default declared)")
-                        v = f.default
-                    else:
-                        v = _check_value(f, v)
+                    v = _check_value(f, v)
                 except LooperInputError:
-                    self._unknown(features)  # an unknown name first: a misspelt one is the likely cause
+                    self._unknown(features)
                     raise
                 x = self._encode_value(f, v)
             out[name] = v
