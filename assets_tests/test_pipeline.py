@@ -108,3 +108,23 @@ def test_bad_data_fails_blocking_checks_and_stops_training(tmp_path: Path) -> No
     assert "blocking data-quality checks failed" in str(failure.event_specific_data.error.cause or failure.event_specific_data.error)
     layout = HomeLayout.of(home)
     assert ModelRegistry(layout.tracking_uri, layout.artifact_root).by_alias(UC, CHALLENGER) is None
+
+
+def test_a_registry_does_not_leave_its_store_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's set_tracking_uri writes MLFLOW_TRACKING_URI; the next home built in the same
+    process would have taken it for the user's setting and used the wrong store."""
+    import os
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    a = HomeLayout.of(tmp_path / "a")
+    registry = ModelRegistry(a.tracking_uri, a.artifact_root)
+    run = registry.client.create_run(registry.experiment_id(UC))
+    registry.log_to_run(run.info.run_id, {"m": 1.0}, {"notes.txt": "x"})
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert registry.client.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////somewhere/else.db")  # the user's setting
+    registry.log_to_run(run.info.run_id, {"n": 2.0}, {})
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////somewhere/else.db"
+    assert registry.client.get_run(run.info.run_id).data.metrics == {"m": 1.0, "n": 2.0}

@@ -9,8 +9,10 @@ and registered. Aliases: ``challenger`` (newest trained), ``champion`` (serving)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,8 +49,22 @@ class ModelRegistry:
         self.tracking_uri = tracking_uri
         self.artifact_root = Path(artifact_root)
         self.artifact_root.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    @contextlib.contextmanager
+    def _fluent(self) -> Iterator[None]:
+        """Point MLflow's fluent API (``start_run``, ``log_*``, artifact downloads), which
+        reads one process-wide tracking URI, at this registry. ``mlflow.set_tracking_uri``
+        also writes ``MLFLOW_TRACKING_URI`` into the environment, where it would pass for
+        the user's setting and send every later home in this process to this store: the
+        environment is put back."""
+        before = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(self.tracking_uri)
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+        yield
 
     # -- experiments and runs -------------------------------------------------------------
     def experiment_id(self, use_case: str) -> str:
@@ -80,7 +96,7 @@ class ModelRegistry:
         from mlflow.models import infer_signature
 
         name = registered_model_name(use_case)
-        with mlflow.start_run(experiment_id=self.experiment_id(use_case), run_name=f"train-{use_case}") as run:
+        with self._fluent(), mlflow.start_run(experiment_id=self.experiment_id(use_case), run_name=f"train-{use_case}") as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
             mlflow.set_tags(tags)
@@ -137,11 +153,12 @@ class ModelRegistry:
             self.client.set_model_version_tag(registered_model_name(use_case), version, k, v)
 
     def load_label_models(self, version: RegisteredVersion) -> dict[str, lgb.Booster]:
-        local = Path(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=LABEL_MODELS))
+        with self._fluent():
+            local = Path(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=LABEL_MODELS))
         return {p.stem: lgb.Booster(model_file=str(p)) for p in sorted(local.glob("*.txt"))}
 
     def log_to_run(self, run_id: str, metrics: dict[str, float], artifacts: dict[str, Any]) -> None:
-        with mlflow.start_run(run_id=run_id):
+        with self._fluent(), mlflow.start_run(run_id=run_id):
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
             for path, obj in artifacts.items():
                 log_artifact_object(path, obj)
