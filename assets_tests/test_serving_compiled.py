@@ -656,3 +656,31 @@ def test_serving_import_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.strip() == ""
+
+
+def test_random_forest_and_awkward_feature_names(tmp_path: Path) -> None:
+    """A random forest averages its trees (the branch-free walk declines it); features
+    named like model fields ("threshold", "decision_type") do not confuse either walk."""
+    rng = np.random.default_rng(31)
+    X = rng.normal(size=(3000, 3))
+    y = (X[:, 0] + X[:, 1] + rng.normal(size=len(X)) > 0).astype(float)
+    rf = lgb.train(
+        {"objective": "binary", "boosting": "rf", "bagging_freq": 1, "bagging_fraction": 0.5,
+         "num_leaves": 15, "verbose": -1},
+        lgb.Dataset(X, y),
+        num_boost_round=10,
+    )  # fmt: skip
+    model = CompiledModel.load(compile_lightgbm(rf, tmp_path / "rf"))
+    assert model.tree_walk == "tl2cgen"
+    E = rng.normal(size=(2000, 3))
+    np.testing.assert_allclose(model.predict(E), rf.predict(E), rtol=0, atol=ATOL)
+    names = ["threshold", "decision_type", "leaf_value"]
+    named = lgb.train(
+        {"objective": "binary", "num_leaves": 8, "verbose": -1},
+        lgb.Dataset(X, y, feature_name=names),
+        num_boost_round=10,
+    )
+    path = compile_lightgbm(named, tmp_path / "named", feature_names=names)
+    for branch_free in (True, False):
+        m = CompiledModel.load(path, branch_free=branch_free)
+        np.testing.assert_allclose(m.predict(E), named.predict(E), rtol=0, atol=ATOL)

@@ -12,7 +12,10 @@ the append path rarely waits for it). That reserves the disk space, so a full di
 the append that needs it, with nothing written, rather than faulting on a later store;
 and it puts the pages in the page cache, so stores do not stop to allocate them. The
 zeros past the last record cannot be mistaken for a record (see ``segments.scan``);
-sealing truncates the file to its records.
+sealing truncates the file to its records. (On copy-on-write or compressing filesystems,
+btrfs or ZFS for instance, writing zeros reserves nothing: there a full disk can fault a
+store through the mapping, which ends the process. Keep the logs on a conventional
+filesystem such as ext4 or XFS, or use strict mode, which writes with ``pwrite``.)
 
 Durability modes:
 
@@ -311,12 +314,14 @@ class _Writer:
         with seg.grow_lock:
             if seg.allocated < end:
                 try:
-                    _grow(seg, max(end, start + _GROW_BYTES))
+                    _grow(seg, end)  # what this record needs
                 except OSError as exc:
                     raise OSError(
                         exc.errno,
                         f"cannot extend {seg.path.name}: {exc.strerror}; record not logged",
                     ) from None
+                with contextlib.suppress(OSError):  # and, if there is room, a stretch more
+                    _grow(seg, min(start + _GROW_BYTES, self._grow_limit()))
             stop = seg.allocated
             window = mmap.mmap(seg.fd, stop - start, offset=start)
         old = seg.map
@@ -337,7 +342,12 @@ class _Writer:
                 if seg.sealing:
                     continue
                 with contextlib.suppress(OSError):
-                    _grow(seg, size + _AHEAD_BYTES)
+                    _grow(seg, min(size + _AHEAD_BYTES, self._grow_limit()))
+
+    def _grow_limit(self) -> int:
+        """No zeros past where the segment retires (a record crossing that point is
+        given its room by the append itself)."""
+        return self.max_bytes + _PAGE
 
     def _ensure_thread(self) -> None:
         if self.durability == "disabled":

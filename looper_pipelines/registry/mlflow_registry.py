@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 LABEL_MODELS = "label_models"
+# MLflow's fluent API has one process-wide tracking URI: one registry at a time uses it
+_FLUENT = threading.RLock()
 
 
 def registered_model_name(use_case: str) -> str:
@@ -57,14 +60,15 @@ class ModelRegistry:
         reads one process-wide tracking URI, at this registry. ``mlflow.set_tracking_uri``
         also writes ``MLFLOW_TRACKING_URI`` into the environment, where it would pass for
         the user's setting and send every later home in this process to this store: the
-        environment is put back."""
-        before = os.environ.get("MLFLOW_TRACKING_URI")
-        mlflow.set_tracking_uri(self.tracking_uri)
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
-        yield
+        environment is put back. Registries of other homes in other threads wait."""
+        with _FLUENT:
+            before = os.environ.get("MLFLOW_TRACKING_URI")
+            mlflow.set_tracking_uri(self.tracking_uri)
+            if before is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = before
+            yield
 
     # -- experiments and runs -------------------------------------------------------------
     def experiment_id(self, use_case: str) -> str:
@@ -154,7 +158,8 @@ class ModelRegistry:
 
     def load_label_models(self, version: RegisteredVersion) -> dict[str, lgb.Booster]:
         with self._fluent():
-            local = Path(mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=LABEL_MODELS))
+            local = Path(mlflow.artifacts.download_artifacts(
+                run_id=version.run_id, artifact_path=LABEL_MODELS, tracking_uri=self.tracking_uri))
         return {p.stem: lgb.Booster(model_file=str(p)) for p in sorted(local.glob("*.txt"))}
 
     def log_to_run(self, run_id: str, metrics: dict[str, float], artifacts: dict[str, Any]) -> None:

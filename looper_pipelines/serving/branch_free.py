@@ -117,7 +117,14 @@ def _blocks(model_str: str) -> tuple[dict[str, str], list[dict[str, str]]]:
     """Header and tree blocks of LightGBM's text model. (``dump_model()`` is no substitute:
     it writes infinite thresholds as +-1e300, which changes decisions for infinite inputs.)"""
     head, _, body = model_str.partition("\nTree=")
+    # the trees end here; what follows (feature importances: ``<feature name>=<count>``)
+    # must not be read as fields of the last tree
+    body = body.split("\nend of trees", 1)[0]
     header = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
+    # flags without a value, e.g. ``average_output`` (random forests)
+    header.update(
+        (line.strip(), "") for line in head.splitlines() if line.strip() and "=" not in line
+    )
     trees = []
     for block in ("Tree=" + body).split("\nTree="):
         fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -132,6 +139,8 @@ _Node = _Split | _CategorySplit | _Leaf
 def _tree(fields: dict[str, str]) -> tuple[list[_Node], int]:
     """One tree as a flat node list (children adjacent) and its depth."""
     leaves = [float(v) for v in fields["leaf_value"].split()]
+    if not all(math.isfinite(v) for v in leaves):
+        raise Unsupported("a non-finite leaf value")
     if int(fields["num_leaves"]) == 1:
         return [_Leaf(leaves[0])], 0
     bounds = [int(v) for v in fields.get("cat_boundaries", "").split()]
@@ -214,6 +223,8 @@ def branch_free_source(model_str: str) -> str:
         raise Unsupported("no trees")
     if len(trees) >= 2**16:
         raise Unsupported("more than 65,535 trees")
+    if max(d for _, d in trees) >= 2**16:
+        raise Unsupported("a tree deeper than 65,535")
 
     views = sorted({n.view for nodes, _ in trees for n in nodes if isinstance(n, _Split)}) or [2]
     slot = {v: i for i, v in enumerate(views)}
@@ -275,7 +286,7 @@ def branch_free_source(model_str: str) -> str:
         "};",
         f"static const uint32_t BF_ROOT[{len(walk_roots)}] = {{{','.join(map(str, walk_roots))}}};",
         f"static const uint16_t BF_TREE[{len(walk_trees)}] = {{{','.join(map(str, walk_trees))}}};",
-        f"static const uint8_t BF_DEPTH[BF_NG] = {{{','.join(map(str, group_depth))}}};",
+        f"static const uint16_t BF_DEPTH[BF_NG] = {{{','.join(map(str, group_depth))}}};",
         f"static const double BF_KZERO = {_hex(_KZERO)};",
         *(
             f"static const uint32_t BF_CAT{i}[{len(bits)}] = {{{','.join(map(str, bits))}}};"

@@ -788,21 +788,42 @@ def _build_native(
     recipe_path = src / "recipe.json"
     recipe = json.loads(recipe_path.read_text())
     recipe["sources"].append({"name": "looper_shim", "length": 1})
+    branch_free = 0
     try:
         (src / "looper_branch_free.c").write_text(branch_free_source(model_str))
-        recipe["sources"].append({"name": "looper_branch_free", "length": 1})
         branch_free = 1
     except Unsupported as e:
         log.info("no branch-free tree walk for this model (%s): TL2cgen's walk serves it", e)
+    except Exception as e:  # an optional part must not cost the native build
+        log.warning(
+            "branch-free tree walk not generated (%s: %s); TL2cgen's walk serves",
+            type(e).__name__,
+            e,
+        )
+
+    def build(with_branch_free: bool) -> str:
+        sources = [*recipe["sources"]]
+        if with_branch_free:
+            sources.append({"name": "looper_branch_free", "length": 1})
+        recipe_path.write_text(json.dumps({**recipe, "sources": sources}))
+        return str(
+            tl2cgen.create_shared(
+                toolchain,
+                src,
+                nthread=os.cpu_count() or 1,
+                options=options,
+                long_build_time_warning=False,
+            )
+        )
+
+    try:
+        built = build(bool(branch_free))
+    except Exception as e:
+        if not branch_free:
+            raise
+        log.warning("building with the branch-free walk failed (%s); building without it", e)
         branch_free = 0
-    recipe_path.write_text(json.dumps(recipe))
-    built = tl2cgen.create_shared(
-        toolchain,
-        src,
-        nthread=os.cpu_count() or 1,
-        options=options,
-        long_build_time_warning=False,
-    )
+        built = build(False)
     shutil.copyfile(built, dest)
     return {
         "translation_units": layout.num_units if layout else 1,
@@ -867,7 +888,10 @@ def compile_lightgbm(
         with tempfile.TemporaryDirectory(prefix="looper-compile-") as work:
             workdir = Path(work)
             text_path = workdir / "model.txt"
-            text_path.write_text(model_str)
+            # Treelite reads the trees only; after "end of trees" come the feature
+            # importances, ``<feature name>=<count>`` lines that its loader would take for
+            # fields of the last tree when a feature is called "threshold", "leaf_value"...
+            text_path.write_text(model_str.split("\nend of trees", 1)[0] + "\nend of trees\n")
             tl_model = treelite.frontend.load_lightgbm_model(text_path)
             tl_model.serialize(staging / TREELITE_NAME)
 
