@@ -52,6 +52,8 @@ import sys
 from dataclasses import dataclass
 from typing import Final
 
+from looper_pipelines.serving import lightgbm_text
+
 GROUP: Final = 16  # trees walked in lockstep (8: about 20 % slower; 32: registers spill)
 BRANCH_FREE_SYMBOLS: Final = (
     "looper_bf_predict_one",
@@ -111,26 +113,6 @@ def _hex(v: float) -> str:
     if math.isinf(v):
         return "INFINITY" if v > 0 else "-INFINITY"
     return float(v).hex()
-
-
-def _blocks(model_str: str) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """Header and tree blocks of LightGBM's text model. (``dump_model()`` is no substitute:
-    it writes infinite thresholds as +-1e300, which changes decisions for infinite inputs.)"""
-    head, _, body = model_str.partition("\nTree=")
-    # the trees end here; what follows (feature importances: ``<feature name>=<count>``)
-    # must not be read as fields of the last tree
-    body = body.split("\nend of trees", 1)[0]
-    header = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
-    # flags without a value, e.g. ``average_output`` (random forests)
-    header.update(
-        (line.strip(), "") for line in head.splitlines() if line.strip() and "=" not in line
-    )
-    trees = []
-    for block in ("Tree=" + body).split("\nTree="):
-        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if "num_leaves" in fields:
-            trees.append(fields)
-    return header, trees
 
 
 _Node = _Split | _CategorySplit | _Leaf
@@ -201,7 +183,10 @@ def branch_free_source(model_str: str) -> str:
     """C source of the branch-free entry points for a LightGBM text model."""
     if sys.byteorder != "little":
         raise Unsupported("a big-endian machine (the node table packs two fields in one word)")
-    header, blocks = _blocks(model_str)
+    # from the text model: dump_model() writes infinite thresholds as +-1e300, which
+    # changes decisions for infinite inputs
+    header = lightgbm_text.header(model_str)
+    blocks = lightgbm_text.tree_blocks(model_str)
     if (
         int(header.get("num_tree_per_iteration", "1")) != 1
         or int(header.get("num_class", "1")) != 1

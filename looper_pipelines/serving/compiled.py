@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
+from looper_pipelines.serving import lightgbm_text
 from looper_pipelines.serving._shim import (
     ABI_VERSION,
     OPTIONAL_SYMBOLS,
@@ -639,20 +640,9 @@ def _as_booster(model: ModelLike) -> lightgbm.Booster:
     )
 
 
-def _model_header(model_str: str) -> dict[str, str]:
-    header: dict[str, str] = {}
-    for line in model_str.splitlines():
-        if line.startswith("Tree="):
-            break
-        key, sep, value = line.partition("=")
-        if sep:
-            header[key.strip()] = value.strip()
-    return header
-
-
 def _describe(model_str: str) -> dict[str, Any]:
     """Facts about a LightGBM text model that the manifest records."""
-    header = _model_header(model_str)
+    header = lightgbm_text.header(model_str)
     names = header.get("feature_names", "").split()
     infos = header.get("feature_infos", "").split()
     num_feature = int(header.get("max_feature_idx", len(names) - 1)) + 1
@@ -888,10 +878,8 @@ def compile_lightgbm(
         with tempfile.TemporaryDirectory(prefix="looper-compile-") as work:
             workdir = Path(work)
             text_path = workdir / "model.txt"
-            # Treelite reads the trees only; after "end of trees" come the feature
-            # importances, ``<feature name>=<count>`` lines that its loader would take for
-            # fields of the last tree when a feature is called "threshold", "leaf_value"...
-            text_path.write_text(model_str.split("\nend of trees", 1)[0] + "\nend of trees\n")
+            # Treelite's loader, too, would take feature-importance lines for tree fields
+            text_path.write_text(lightgbm_text.trees_text(model_str))
             tl_model = treelite.frontend.load_lightgbm_model(text_path)
             tl_model.serialize(staging / TREELITE_NAME)
 
@@ -1045,7 +1033,7 @@ def _manifest(
 
 def _synthetic_rows(model_str: str, facts: Mapping[str, Any], n: int) -> np.ndarray:
     """Rows spanning each feature's training range, with NaNs and unseen categories."""
-    header = _model_header(model_str)
+    header = lightgbm_text.header(model_str)
     infos = header.get("feature_infos", "").split()
     nf = facts["num_feature"]
     rng = np.random.default_rng(20221)
