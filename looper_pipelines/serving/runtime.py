@@ -41,7 +41,7 @@ class ActionScorer:
         self.n_actions = n_actions
         self.n_features = n_features
         self._actions = np.arange(n_actions, dtype=np.float64)
-        self._action_values = [float(a) for a in range(n_actions)]
+        self._action_values = self._actions.tolist()
         self._local = threading.local()
         # A few actions of one-output models: one direct library call per label scores
         # every action, in plain Python floats (the batch path's numpy set-up costs
