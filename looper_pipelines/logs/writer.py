@@ -1,7 +1,10 @@
 """``LogStore``: the append-only segment writer of one process.
 
 An append encodes the record with orjson, prefixes its crc32 and copies the whole line
-into the segment file through a shared memory mapping (``MAP_SHARED``). When the copy
+into the segment file through a shared memory mapping (``MAP_SHARED``). At default
+durability that path runs in C (``_append.c``, built by ``setup.py`` when a C compiler is
+there) under the same lock and on the same state as ``append_default``, which it calls
+for anything else: opening a segment, extending the mapped window, a malformed record. When the copy
 returns the line is in the operating system's page cache, exactly where an unbuffered
 ``write`` would have put it: a killed process loses nothing it acknowledged, and no
 system call is made per record. (Strict mode ``pwrite``s the line instead: an fsync after
@@ -58,6 +61,20 @@ from looper_pipelines.home import HomeLayout
 from looper_pipelines.logs import segments as sg
 from looper_pipelines.logs.records import ID_COLUMN, KINDS
 
+try:  # the default-durability append in C (setup.py builds it when a compiler is there)
+    from looper_pipelines.logs import _append
+except ImportError:  # pragma: no cover - not built: the same append in Python
+    _append = None  # type: ignore[assignment]
+
+# What the C append reads and writes are C fields of these bases; without it, slots.
+if _append is not None:
+    _SegmentBase: type = _append.SegmentState
+    _WriterBase: type = _append.WriterState
+    _STATE_SLOTS: tuple[str, ...] = ()
+else:  # pragma: no cover
+    _SegmentBase = _WriterBase = object
+    _STATE_SLOTS = ("map", "map_end", "map_start", "size")
+
 Durability = Literal["default", "strict", "disabled"]
 DURABILITIES = ("default", "strict", "disabled")
 
@@ -79,7 +96,7 @@ _PWRITE = os.pwrite
 _DATASYNC = getattr(os, "fdatasync", os.fsync)
 
 
-class _Segment:
+class _Segment(_SegmentBase):
     __slots__ = (
         "allocated",
         "closed",
@@ -88,14 +105,11 @@ class _Segment:
         "fd",
         "grow_lock",
         "key",
-        "map",
-        "map_end",
-        "map_start",
         "path",
         "sealing",
-        "size",
         "sync_lock",
         "synced",
+        *_STATE_SLOTS,  # size, map, map_start, map_end
     )
 
     def __init__(self, key: tuple[str, str], path: Path, fd: int, deadline: float) -> None:
@@ -116,22 +130,28 @@ class _Segment:
         self.sync_lock = threading.Lock()  # serialises fsync and sealing of this segment
 
 
-def _bad_record(kind: Any, record: Any) -> ValueError:
+def _check_record(kind: Any, record: Any) -> None:
+    """The full check behind the append paths' one-line test: raises ValueError naming
+    the problem, or returns for a record that is fine after all (a dict subclass, an id
+    of a str subclass)."""
     if kind not in KINDS:
-        return ValueError(f"unknown log kind {kind!r}; expected one of {KINDS}")
+        raise ValueError(f"unknown log kind {kind!r}; expected one of {KINDS}")
     if not isinstance(record, dict):
-        return ValueError(f"a {kind} record must be a dict, got {type(record).__name__}")
+        raise ValueError(f"a {kind} record must be a dict, got {type(record).__name__}")
     idcol = _ID_COLUMN[kind]
     if not isinstance(record.get(idcol), str):
-        return ValueError(f"a {kind} record needs {idcol!r} as a string, got {record.get(idcol)!r}")
+        raise ValueError(f"a {kind} record needs {idcol!r} as a string, got {record.get(idcol)!r}")
     ts = record.get("timestamp")
-    return ValueError(
-        f"a {kind} record needs 'timestamp' as an int (epoch microseconds, UTC), got {ts!r}"
-    )
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise ValueError(
+            f"a {kind} record needs 'timestamp' as an int (epoch microseconds, UTC), got {ts!r}"
+        )
 
 
-class _Writer:
-    """The state of a LogStore; the background thread refers to this, not to the store."""
+class _Writer(_WriterBase):
+    """The state of a LogStore; the background thread refers to this, not to the store.
+    (``lock``, ``active``, ``max_bytes`` and ``seq`` are C fields when the C append is
+    built.)"""
 
     def __init__(
         self,
@@ -205,7 +225,7 @@ class _Writer:
             or type(record.get(_ID_COLUMN.get(kind))) is not str
             or type(record.get("timestamp")) is not int
         ):
-            raise _bad_record(kind, record)
+            _check_record(kind, record)
         try:
             data = _DUMPS(record, option=_OPTS)
         except TypeError as exc:  # orjson.JSONEncodeError
@@ -230,7 +250,7 @@ class _Writer:
             or type(record.get(_ID_COLUMN.get(kind))) is not str
             or type(record.get("timestamp")) is not int
         ):
-            raise _bad_record(kind, record)
+            _check_record(kind, record)
         try:
             data = _DUMPS(record, option=_OPTS)
         except TypeError as exc:
@@ -582,6 +602,10 @@ class LogStore:
             "strict": w.append_strict,
             "disabled": _disabled_append,
         }[durability]
+        if durability == "default" and _append is not None:
+            # the same append in C; it hands anything unusual (a new segment, a window
+            # to extend, a malformed record) to append_default
+            self.append = _append.Appender(w, _DUMPS, _OPTS, w.append_default)
         # closes at garbage collection or, at the latest, at interpreter exit
         self._finalizer = weakref.finalize(self, w.close)
 

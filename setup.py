@@ -1,0 +1,18 @@
+"""C parts of the package's hot paths, built when a C compiler and the Python headers are
+there. Each is optional: without it the package runs the same code paths in Python (see
+``looper_pipelines/logs/writer.py`` and ``looper_pipelines/serving/compiled.py``)."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        # LogStore's default-durability append (zlib for the record checksum)
+        Extension(
+            "looper_pipelines.logs._append",
+            sources=["looper_pipelines/logs/_append.c"],
+            libraries=["z"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
+    ]
+)
