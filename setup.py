@@ -14,5 +14,12 @@ setup(
             extra_compile_args=["-O2"],
             optional=True,
         ),
+        # one-row calls into compiled model libraries, without ctypes
+        Extension(
+            "looper_pipelines.serving._rowcall",
+            sources=["looper_pipelines/serving/_rowcall.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

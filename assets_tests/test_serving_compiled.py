@@ -684,3 +684,56 @@ def test_random_forest_and_awkward_feature_names(tmp_path: Path) -> None:
     for branch_free in (True, False):
         m = CompiledModel.load(path, branch_free=branch_free)
         np.testing.assert_allclose(m.predict(E), named.predict(E), rtol=0, atol=ATOL)
+
+
+# ------------------------------------------------------------------ one-row calls in C
+
+
+def test_the_row_call_extension_is_built_where_a_compiler_and_headers_are() -> None:
+    import sysconfig
+
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if not (shutil.which("cc") or shutil.which("gcc")) or not headers:
+        pytest.skip("no C compiler or Python headers here: the ctypes calls serve")
+    assert compiled_mod._rowcall is not None, "setup.py should have built serving._rowcall"
+
+
+@pytest.mark.skipif(compiled_mod._rowcall is None, reason="serving._rowcall is not built")
+def test_row_calls_in_c_answer_as_the_ctypes_calls_do(
+    artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = CompiledModel.load(artifacts["binary"])
+    with monkeypatch.context() as m:
+        m.setattr(compiled_mod, "_rowcall", None)
+        slow = CompiledModel.load(artifacts["binary"])
+    assert type(fast.predict_one).__name__ == "RowCall"
+    assert type(slow.predict_one).__name__ == "function"
+    values = [0.0, 1.0, float("nan")]
+    fast_score, slow_score = fast.row_scorer(3, values), slow.row_scorer(3, values)
+    assert type(fast_score).__name__ == "RowCall"
+    row = _eval_rows()[5]
+    floats = row.tolist()
+    inputs: list[Any] = [
+        floats,
+        tuple(floats),
+        [int(v * 10) if np.isfinite(v) else 0 for v in floats],  # ints
+        [True, False, *floats[2:]],  # bools
+        [None, *floats[1:]],  # None is missing
+        [np.float64(v) for v in floats],  # a float subclass
+        [np.float32(v) for v in floats],  # other number types: the ctypes path converts
+        ["0.5", *floats[1:]],  # strings too, as numpy converts them
+        row,  # float64 rows are read in place
+        row.astype(np.float32),  # other dtypes: converted
+        np.repeat(row, 2)[::2],  # not contiguous: converted
+        row.reshape(1, -1),  # 2-D: reshaped
+    ]
+    for x in inputs:
+        assert fast.predict_one(x) == slow.predict_one(x), x
+        assert fast_score(x) == slow_score(x), x
+    for bad in (floats[:-1], [*floats, 1.0], np.zeros(N_FEATURE + 1), ["x"] * N_FEATURE):
+        for f in (fast.predict_one, slow.predict_one, fast_score, slow_score):
+            with pytest.raises((ValueError, TypeError)):
+                f(bad)
+    for f in (fast.predict_one, slow.predict_one):
+        with pytest.raises(OverflowError):
+            f([10**400, *floats[1:]])

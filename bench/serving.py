@@ -284,7 +284,7 @@ def _print_one_row(one: dict[str, Any]) -> None:
         ("booster_predict_1thread", "Booster.predict (num_threads=1)"),
         ("predict_one_ndarray", "predict_one, ndarray row"),
         ("predict_one_list", "predict_one, list row"),
-        ("library_call", "  library call alone"),
+        ("library_call", "  ctypes call alone (filled buffer)"),
         ("varied_booster_predict", "varied rows: Booster.predict"),
         ("varied_booster_predict_1thread", "varied rows: Booster.predict, 1 thr"),
         ("varied_predict_one", "varied rows: predict_one"),

@@ -67,6 +67,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 
 from looper_pipelines.serving import lightgbm_text
+
+try:  # one-row calls without ctypes (setup.py builds it when a C compiler is there)
+    from looper_pipelines.serving import _rowcall
+except ImportError:  # pragma: no cover - not built: the ctypes closures serve
+    _rowcall = None  # type: ignore[assignment]
 from looper_pipelines.serving._shim import (
     ABI_VERSION,
     OPTIONAL_SYMBOLS,
@@ -266,7 +271,8 @@ class _Native:
             and all(hasattr(lib, name) for name in BRANCH_FREE_SYMBOLS)
         )
         prefix = "looper_bf_" if self.branch_free else "looper_"
-        self.one = ctypes.PYFUNCTYPE(ctypes.c_double, self.in_type)(address(prefix + "predict_one"))
+        self.one_address = address(prefix + "predict_one")
+        self.one = ctypes.PYFUNCTYPE(ctypes.c_double, self.in_type)(self.one_address)
         self.row = ctypes.PYFUNCTYPE(None, self.in_type, self.out_type)(
             address("looper_predict_row")
         )
@@ -335,6 +341,8 @@ class _Native:
                     fill(buf, view, x)
                 return one(buf)  # type: ignore[no-any-return]
 
+            if _rowcall is not None:  # lists and tuples of numbers without ctypes
+                return _rowcall.RowCall(self.one_address, nf, predict_one, self)  # type: ignore[no-any-return]
             return predict_one
 
         def predict_one_multi(x: Any) -> np.ndarray:
@@ -380,6 +388,10 @@ class _Native:
             call(buf, column, vals, n, out)
             return out[:]
 
+        if _rowcall is not None:  # lists and tuples of numbers without ctypes
+            return _rowcall.RowCall(  # type: ignore[no-any-return]
+                self.varying_address, nf, score, self, column=column, values=list(values)
+            )
         return score
 
     def predict(self, X: np.ndarray, raw_score: bool, num_threads: int) -> np.ndarray:
