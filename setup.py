@@ -14,6 +14,13 @@ setup(
             extra_compile_args=["-O2"],
             optional=True,
         ),
+        # the common case of the SDK's feature validation and encoding
+        Extension(
+            "looper_pipelines.client._features",
+            sources=["looper_pipelines/client/_features.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
         # one-row calls into compiled model libraries, without ctypes
         Extension(
             "looper_pipelines.serving._rowcall",

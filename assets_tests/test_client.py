@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -161,3 +162,71 @@ def test_a_misspelt_feature_is_reported_as_unknown(client: LooperClient) -> None
     with pytest.raises(LooperInputError) as e:
         client.get_decision("notification_send", "u1", {"tenure_dayz": 3.0, "hour_of_day": 1})
     assert e.value.field == "features.tenure_dayz" and "unknown feature" in e.value.problem
+
+
+def test_the_c_feature_encoder_answers_as_the_python_one() -> None:
+    """Whatever the features, the C encoder returns what the Python version returns, or
+    raises the same error naming the same field."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from looper_pipelines.blueprints import load_catalog
+    from looper_pipelines.client import features as features_mod
+
+    if features_mod._features is None:
+        pytest.skip("the C feature encoder is not built")
+    catalog = load_catalog()
+    encoders = [features_mod.FeatureEncoder(catalog[n]) for n in ("notification_send", "item_recommendation")]
+    assert all(type(e.normalise_encode).__name__ == "Encoder" for e in encoders)
+    names = [*sorted({f.name for e in encoders for f in e.features}), "unknown", "platfrom"]
+    values = st.one_of(
+        st.none(), st.booleans(),
+        st.integers(min_value=-(2**60), max_value=2**60), st.integers(min_value=-3, max_value=30),
+        st.floats(allow_nan=True, allow_infinity=True), st.floats(min_value=0, max_value=1),
+        st.sampled_from(["ios", "android", "web", "desktop", "", "1.5"]),
+        st.lists(st.integers(), max_size=2),
+    )  # fmt: skip
+
+    def outcome(fn: Any, features: Any) -> Any:
+        try:
+            normalised, row = fn(features)
+        except LooperInputError as e:
+            return ("error", e.field, e.problem)
+        return (normalised, [type(v) for v in normalised.values()], list(normalised), [
+            ("nan" if math.isnan(x) else x, type(x)) for x in row
+        ])
+
+    @settings(max_examples=600, deadline=None)
+    @given(st.sampled_from(encoders), st.dictionaries(st.sampled_from(names), values, max_size=9))
+    def check(enc: Any, features: dict) -> None:
+        assert outcome(enc.normalise_encode, features) == outcome(enc._normalise_encode, features)
+
+    check()
+
+    def valid(f: Any) -> Any:  # mostly values the C encoder takes itself
+        lo = f.minimum if f.minimum is not None else -1e6
+        hi = f.maximum if f.maximum is not None else 1e6
+        own = {
+            "float": st.floats(min_value=lo, max_value=hi),
+            "int": st.integers(min_value=int(lo), max_value=int(hi)),
+            "category": st.sampled_from(f.categories or ["?"]),
+            "bool": st.booleans(),
+        }[f.type]
+        return st.one_of(own, st.none(), values) if not f.required else st.one_of(own, values)
+
+    def mostly_valid(enc: Any) -> Any:
+        return st.tuples(st.just(enc), st.fixed_dictionaries(
+            {f.name: valid(f) for f in enc.features if f.required},
+            optional={f.name: valid(f) for f in enc.features if not f.required},
+        ))  # fmt: skip
+
+    @settings(max_examples=600, deadline=None)
+    @given(st.one_of(*map(mostly_valid, encoders)))
+    def check_valid(case: tuple) -> None:
+        enc, features = case
+        assert outcome(enc.normalise_encode, features) == outcome(enc._normalise_encode, features)
+
+    check_valid()
+    enc = encoders[0]
+    for not_a_dict in (None, [("tenure_days", 1.0)], "x"):
+        assert outcome(enc.normalise_encode, not_a_dict) == outcome(enc._normalise_encode, not_a_dict)

@@ -307,6 +307,13 @@ ERROR_CASES: list[tuple[str, str, Any, int, str]] = [
         "features.platform",
     ),
     (
+        "int beyond 2**53",
+        "/v1/decisions",
+        {"features": FEATURES | {"sessions_last_7d": -(2**60)}},
+        422,
+        "features.sessions_last_7d",
+    ),
+    (
         "int beyond 64 bits",
         "/v1/decisions",
         {"features": FEATURES | {"sessions_last_7d": 1e300}},

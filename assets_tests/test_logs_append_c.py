@@ -139,3 +139,24 @@ def test_the_writer_works_without_the_extension(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@needs_c
+def test_the_writer_lock_excludes_other_threads() -> None:
+    lock = writer._append.Lock()
+    assert lock.acquire() is True and lock.locked()
+    assert lock.acquire(blocking=False) is False
+    got: list[bool] = []
+    t = threading.Thread(target=lambda: got.append(lock.acquire()))
+    t.start()
+    t.join(0.2)
+    assert t.is_alive() and not got  # waits, without holding the GIL
+    lock.release()
+    t.join(5)
+    assert got == [True] and lock.locked()
+    lock.release()
+    with pytest.raises(RuntimeError, match="unlocked"):
+        lock.release()
+    with lock:
+        assert lock.locked()
+    assert not lock.locked()

@@ -14,7 +14,7 @@ from a Lua script):
              both actions, so a decision makes four predictions to the reference's one
   looper, cold start    the same service on a home with no champion (the default action,
              exploration and the experiment split; no model)
-  looper, SDK stubbed   the same service with ``get_decision`` replaced by a fixed answer:
+  looper, SDK stubbed   the same service with the SDK's decision call replaced by a fixed answer:
              what the HTTP layer costs by itself (diagnostic)
 
 It prints requests/s, p50/p99 latency and the server's CPU time per request of each, the
@@ -132,8 +132,8 @@ def stubbed_looper_app(home: str) -> Any:
     from looper_pipelines.serving.http import create_app
 
     app = create_app(home=home)
-    fixed = app.client.get_decision(UC, "user-42", FEATURES)
-    app.client.get_decision = lambda use_case, subject_id, features: fixed  # type: ignore[method-assign]
+    fixed = app.client.decide_record(UC, "user-42", FEATURES)
+    app.client.decide_record = lambda use_case, subject_id, features: fixed  # type: ignore[method-assign]
     return app
 
 

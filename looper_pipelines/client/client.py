@@ -71,6 +71,26 @@ class LooperClient:
 
     # -- the two calls --------------------------------------------------------------------
     def get_decision(self, use_case: str, subject_id: str, features: Mapping[str, Any]) -> Decision:
+        r = self.decide_record(use_case, subject_id, features)
+        return Decision(
+            decision_id=r["decision_id"],
+            use_case=use_case,
+            subject_id=subject_id,
+            action=r["action"],
+            propensity=r["propensity"],
+            scores=r["scores"],
+            model_version=r["model_version"],
+            blueprint_version=r["blueprint_version"],
+            policy_version=r["policy_version"],
+            explored=r["explored"],
+            experiment_arm=r["experiment_arm"],
+            timestamp_us=r["timestamp"],
+        )
+
+    def decide_record(self, use_case: str, subject_id: str, features: Mapping[str, Any]) -> dict[str, Any]:
+        """``get_decision`` returning the decision record as logged (a dict with the
+        decision log's columns) instead of a ``Decision``: for servers that turn it into
+        a response themselves. Do not modify it."""
         engine = self._engine(use_case)
         if not isinstance(subject_id, str) or not subject_id:
             raise LooperInputError("subject_id", "must be a non-empty string")
@@ -78,43 +98,25 @@ class LooperClient:
         normalised, c = engine.choose(features)
         dep = c.deployment
         ts = self._clock()
-        decision_id = new_decision_id(use_case, ts)
-        action = engine.actions[c.action_index]
-        self._log.append(
-            DECISIONS,
-            use_case,
-            {
-                "decision_id": decision_id,
-                "use_case": use_case,
-                "subject_id": subject_id,
-                "timestamp": ts,
-                "features": normalised,
-                "action": action,
-                "action_index": c.action_index,
-                "propensity": c.propensity,
-                "scores": c.scores,
-                "model_version": dep.model_version,
-                "blueprint_version": engine.blueprint_version,
-                "policy_version": dep.policy_version,
-                "explored": c.explored,
-                "experiment_arm": c.experiment_arm,
-                "assignment_probability": c.assignment_probability,
-            },
-        )
-        return Decision(
-            decision_id=decision_id,
-            use_case=use_case,
-            subject_id=subject_id,
-            action=action,
-            propensity=c.propensity,
-            scores=c.scores,
-            model_version=dep.model_version,
-            blueprint_version=engine.blueprint_version,
-            policy_version=dep.policy_version,
-            explored=c.explored,
-            experiment_arm=c.experiment_arm,
-            timestamp_us=ts,
-        )
+        record = {
+            "decision_id": new_decision_id(use_case, ts),
+            "use_case": use_case,
+            "subject_id": subject_id,
+            "timestamp": ts,
+            "features": normalised,
+            "action": engine.actions[c.action_index],
+            "action_index": c.action_index,
+            "propensity": c.propensity,
+            "scores": c.scores,
+            "model_version": dep.model_version,
+            "blueprint_version": engine.blueprint_version,
+            "policy_version": dep.policy_version,
+            "explored": c.explored,
+            "experiment_arm": c.experiment_arm,
+            "assignment_probability": c.assignment_probability,
+        }
+        self._log.append(DECISIONS, use_case, record)
+        return record
 
     def log_observation(
         self,

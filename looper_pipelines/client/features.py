@@ -9,6 +9,13 @@ from typing import Any
 from looper_pipelines.blueprints.model import Blueprint, Feature
 from looper_pipelines.client.errors import LooperInputError
 
+try:  # the common case of normalise_encode in C (setup.py builds it with a C compiler)
+    from looper_pipelines.client import _features
+except ImportError:  # pragma: no cover - not built: the Python version serves
+    _features = None  # type: ignore[assignment]
+
+_KIND_CODES = {"float": 0, "int": 1, "category": 2, "bool": 3}
+
 _MISSING = object()
 _REQUIRED = object()
 NAN = float("nan")
@@ -42,6 +49,16 @@ class FeatureEncoder:
              None if f.required else self._encode_value(f, f.default), f)
             for f in self.features
         ]  # fmt: skip
+        if _features is not None:
+            # values already of their feature's type and range in C; anything else (to
+            # convert or to reject) goes to the Python version below
+            self.normalise_encode = _features.Encoder(  # type: ignore[method-assign]
+                [(name, _KIND_CODES[kind], float(lo), float(hi), codes or None,
+                  default is _REQUIRED, None if default is _REQUIRED else default,
+                  NAN if default_x is None else float(default_x))
+                 for name, kind, lo, hi, codes, default, default_x, _ in self._plan],
+                self._normalise_encode,
+            )  # fmt: skip
 
     def normalise(self, features: Mapping[str, Any]) -> dict[str, Any]:
         """The validated feature dict that is logged (defaults filled in)."""
@@ -49,6 +66,9 @@ class FeatureEncoder:
 
     def normalise_encode(self, features: Mapping[str, Any]) -> tuple[dict[str, Any], list[float]]:
         """The validated feature dict and the model's input row, in one pass."""
+        return self._normalise_encode(features)
+
+    def _normalise_encode(self, features: Mapping[str, Any]) -> tuple[dict[str, Any], list[float]]:
         if not isinstance(features, Mapping):
             raise LooperInputError("features", f"expected an object of feature values, got {type(features).__name__}")
         out: dict[str, Any] = {}

@@ -174,6 +174,104 @@ static PyObject *py_crc32(PyObject *module, PyObject *arg) {
     return PyLong_FromUnsignedLong(crc);
 }
 
+
+/* ---- Lock: a mutex that the C append takes without a method call ---------------------- */
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock;
+    int locked;
+} Lock;
+
+static PyTypeObject LockType;
+
+/* Acquire, waiting (without the GIL) if another thread holds it. */
+static void lock_acquire(Lock *self) {
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+    self->locked = 1;
+}
+
+static void lock_release(Lock *self) {
+    self->locked = 0;
+    PyThread_release_lock(self->lock);
+}
+
+static PyObject *Lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    if (!_PyArg_NoPositional("Lock", args) || !_PyArg_NoKeywords("Lock", kwds)) return NULL;
+    Lock *self = (Lock *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_MemoryError, "cannot allocate a lock");
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void Lock_dealloc(Lock *self) {
+    if (self->lock != NULL) {
+        if (self->locked) PyThread_release_lock(self->lock);
+        PyThread_free_lock(self->lock);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Lock_acquire(Lock *self, PyObject *args, PyObject *kwds) {
+    int blocking = 1;
+    static char *kwlist[] = {"blocking", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:acquire", kwlist, &blocking)) return NULL;
+    if (blocking) {
+        lock_acquire(self);
+        Py_RETURN_TRUE;
+    }
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) Py_RETURN_FALSE;
+    self->locked = 1;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Lock_enter(Lock *self, PyObject *unused) {
+    lock_acquire(self);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Lock_release(Lock *self, PyObject *unused) {
+    if (!self->locked) {
+        PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
+        return NULL;
+    }
+    lock_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Lock_exit(Lock *self, PyObject *args) { return Lock_release(self, NULL); }
+
+static PyObject *Lock_locked(Lock *self, PyObject *unused) { return PyBool_FromLong(self->locked); }
+
+static PyMethodDef Lock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))Lock_acquire, METH_VARARGS | METH_KEYWORDS,
+     "acquire(blocking=True) -> bool"},
+    {"release", (PyCFunction)Lock_release, METH_NOARGS, "release()"},
+    {"locked", (PyCFunction)Lock_locked, METH_NOARGS, "locked() -> bool"},
+    {"__enter__", (PyCFunction)Lock_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)Lock_exit, METH_VARARGS, NULL},
+    {NULL},
+};
+
+static PyTypeObject LockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "looper_pipelines.logs._append.Lock",
+    .tp_doc = "a mutex (acquire, release, with) that the C append takes directly",
+    .tp_basicsize = sizeof(Lock),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = Lock_new,
+    .tp_dealloc = (destructor)Lock_dealloc,
+    .tp_methods = Lock_methods,
+};
+
 static PyObject *call_slow(Appender *self, PyObject *const *args, size_t nargsf) {
     return PyObject_Vectorcall(self->slow, args, nargsf, NULL);
 }
@@ -266,25 +364,31 @@ static PyObject *Appender_vectorcall(PyObject *op, PyObject *const *args, size_t
     PyObject *lock = key ? self->writer->lock : NULL;
     Py_XINCREF(lock);
     if (key != NULL && lock == NULL) PyErr_SetString(PyExc_ValueError, "the log writer has no lock");
-    PyObject *r = lock ? PyObject_CallMethodNoArgs(lock, s_acquire) : NULL;
     int copied = -1;
-    if (r != NULL) {
-        Py_DECREF(r);
+    if (lock != NULL && Py_TYPE(lock) == &LockType) {
+        lock_acquire((Lock *)lock);
         copied = copy_locked(self, key, line, n);
-        /* release even after an error, keeping that error */
-        PyObject *et, *ev, *tb;
-        PyErr_Fetch(&et, &ev, &tb);
-        PyObject *rr = PyObject_CallMethodNoArgs(lock, s_release);
-        if (rr == NULL) {
-            if (et != NULL) {
-                PyErr_Clear();
-            } else {
-                copied = -1;
-                PyErr_Fetch(&et, &ev, &tb);
+        lock_release((Lock *)lock);
+    } else if (lock != NULL) { /* another lock type: through its methods */
+        PyObject *r = PyObject_CallMethodNoArgs(lock, s_acquire);
+        if (r != NULL) {
+            Py_DECREF(r);
+            copied = copy_locked(self, key, line, n);
+            /* release even after an error, keeping that error */
+            PyObject *et, *ev, *tb;
+            PyErr_Fetch(&et, &ev, &tb);
+            PyObject *rr = PyObject_CallMethodNoArgs(lock, s_release);
+            if (rr == NULL) {
+                if (et != NULL) {
+                    PyErr_Clear();
+                } else {
+                    copied = -1;
+                    PyErr_Fetch(&et, &ev, &tb);
+                }
             }
+            Py_XDECREF(rr);
+            PyErr_Restore(et, ev, tb);
         }
-        Py_XDECREF(rr);
-        PyErr_Restore(et, ev, tb);
     }
     Py_XDECREF(lock);
     Py_XDECREF(key);
@@ -470,12 +574,12 @@ PyMODINIT_FUNC PyInit__append(void) {
     use_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
 #endif
     if (PyType_Ready(&AppenderType) < 0 || PyType_Ready(&SegmentStateType) < 0 ||
-        PyType_Ready(&WriterStateType) < 0)
+        PyType_Ready(&WriterStateType) < 0 || PyType_Ready(&LockType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (PyModule_AddType(m, &AppenderType) < 0 || PyModule_AddType(m, &SegmentStateType) < 0 ||
-        PyModule_AddType(m, &WriterStateType) < 0 ||
+        PyModule_AddType(m, &WriterStateType) < 0 || PyModule_AddType(m, &LockType) < 0 ||
         PyModule_AddIntConstant(m, "CLMUL_CRC32",
 #ifdef HAVE_CLMUL_CRC
                                 use_clmul

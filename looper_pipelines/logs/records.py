@@ -54,7 +54,11 @@ ids = IdGenerator()
 
 
 def new_decision_id(use_case: str, now_us: int | None = None) -> str:
-    return f"{ids.new(now_us)}-{use_case}"
+    """``ids.new(now_us)`` followed by ``-<use_case>`` (written out: one call fewer on the
+    request path)."""
+    g = ids
+    ms = (time.time_ns() // 1_000_000) if now_us is None else now_us // 1000
+    return f"{ms & 0xFFFFFFFFFFFF:012x}{g._prefix}{next(g._counter) & 0xFFFFFFFF:08x}-{use_case}"
 
 
 def use_case_of(decision_id: str) -> str | None:

@@ -175,7 +175,9 @@ class _Writer(_WriterBase):
             os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
     def _init_state(self) -> None:
-        self.lock = threading.Lock()  # guards the active map, sizes and the sequence
+        # guards the active map, sizes and the sequence (the C append takes _append.Lock
+        # without a method call)
+        self.lock = _append.Lock() if _append is not None else threading.Lock()
         self.commit = threading.Condition(threading.Lock())  # group commit (strict)
         self.wake = threading.Event()
         self.stop = threading.Event()

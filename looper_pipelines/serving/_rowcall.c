@@ -17,6 +17,12 @@
    rows), so concurrent callers share nothing. keepalive is held so that the library is
    not unloaded while this object can call into it.
 
+   RowScores(labels, calls, fallback): f(row) -> {label: [prediction per value]}, where
+   calls are RowCall objects made with values that all take the same num_feature columns
+   and vary the last one (the action); row holds the other num_feature - 1 values. One
+   fill of the row serves every label's model. Rows that are not a list or tuple of
+   numbers go to fallback(row).
+
    The address must be an entry point of a library loaded (and checksum-verified) by the
    caller: calling an arbitrary address is what ctypes does too. */
 
@@ -228,18 +234,156 @@ static PyTypeObject RowCallType = {
     .tp_vectorcall_offset = offsetof(RowCall, vectorcall),
 };
 
+/* ---- RowScores: every label's model on one row ------------------------------------------ */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *labels; /* tuple of str */
+    PyObject *calls;  /* tuple of RowCall (varying, same num_feature, action column last) */
+    PyObject *fallback;
+    Py_ssize_t num_feature;
+    int32_t width; /* the longest values list */
+} RowScores;
+
+static PyObject *RowScores_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
+                                      PyObject *kwnames) {
+    RowScores *self = (RowScores *)op;
+    if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1)
+        return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+    Py_ssize_t nf = self->num_feature;
+    double stack[STACK_DOUBLES];
+    Py_ssize_t need = nf + self->width;
+    double *buf = need <= STACK_DOUBLES ? stack : PyMem_Malloc(sizeof(double) * (size_t)need);
+    if (buf == NULL) return PyErr_NoMemory();
+    double *out = buf + nf;
+    PyObject *result = NULL;
+    if (!fill(args[0], buf, nf - 1)) { /* the row without the action column */
+        result = PyObject_Vectorcall(self->fallback, args, nargsf, NULL);
+        goto done;
+    }
+    buf[nf - 1] = 0.0; /* set to each action's value by the call */
+    result = PyDict_New();
+    Py_ssize_t k = PyTuple_GET_SIZE(self->calls);
+    for (Py_ssize_t j = 0; result != NULL && j < k; ++j) {
+        RowCall *c = (RowCall *)PyTuple_GET_ITEM(self->calls, j);
+        ((varying_fn)c->fn)(buf, c->column, c->values, c->n, out);
+        PyObject *list = PyList_New(c->n);
+        for (int32_t i = 0; list != NULL && i < c->n; ++i) {
+            PyObject *f = PyFloat_FromDouble(out[i]);
+            if (f == NULL) {
+                Py_CLEAR(list);
+                break;
+            }
+            PyList_SET_ITEM(list, i, f);
+        }
+        if (list == NULL || PyDict_SetItem(result, PyTuple_GET_ITEM(self->labels, j), list) < 0)
+            Py_CLEAR(result);
+        Py_XDECREF(list);
+    }
+done:
+    if (buf != stack) PyMem_Free(buf);
+    return result;
+}
+
+static PyObject *RowScores_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *labels, *calls, *fallback;
+    static char *kwlist[] = {"labels", "calls", "fallback", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:RowScores", kwlist, &labels, &calls,
+                                     &fallback))
+        return NULL;
+    labels = PySequence_Tuple(labels);
+    if (labels == NULL) return NULL;
+    calls = PySequence_Tuple(calls);
+    if (calls == NULL) {
+        Py_DECREF(labels);
+        return NULL;
+    }
+    Py_ssize_t k = PyTuple_GET_SIZE(calls), nf = -1;
+    int32_t width = 0;
+    const char *problem = NULL;
+    if (k < 1 || PyTuple_GET_SIZE(labels) != k) problem = "one label per call, at least one";
+    if (!PyCallable_Check(fallback)) problem = "fallback must be callable";
+    for (Py_ssize_t j = 0; problem == NULL && j < k; ++j) {
+        PyObject *c = PyTuple_GET_ITEM(calls, j);
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(labels, j))) {
+            problem = "labels must be strings";
+        } else if (Py_TYPE(c) != &RowCallType || ((RowCall *)c)->n < 0) {
+            problem = "calls must be RowCall objects made with values";
+        } else {
+            RowCall *rc = (RowCall *)c;
+            if (nf < 0) nf = rc->num_feature;
+            if (rc->num_feature != nf || rc->column != nf - 1)
+                problem = "every call must take the same row, varying its last column";
+            if (rc->n > width) width = rc->n;
+        }
+    }
+    if (problem == NULL && nf < 2) problem = "the rows need a feature besides the varied column";
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        Py_DECREF(labels);
+        Py_DECREF(calls);
+        return NULL;
+    }
+    RowScores *self = (RowScores *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(labels);
+        Py_DECREF(calls);
+        return NULL;
+    }
+    self->labels = labels;
+    self->calls = calls;
+    Py_INCREF(fallback);
+    self->fallback = fallback;
+    self->num_feature = nf;
+    self->width = width;
+    self->vectorcall = RowScores_vectorcall;
+    return (PyObject *)self;
+}
+
+static int RowScores_traverse(RowScores *self, visitproc visit, void *arg) {
+    Py_VISIT(self->labels);
+    Py_VISIT(self->calls);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int RowScores_clear(RowScores *self) {
+    Py_CLEAR(self->labels);
+    Py_CLEAR(self->calls);
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
+static void RowScores_dealloc(RowScores *self) {
+    PyObject_GC_UnTrack(self);
+    RowScores_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject RowScoresType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "looper_pipelines.serving._rowcall.RowScores",
+    .tp_doc = "f(row) -> {label: [prediction per action]}: each label's model on one row",
+    .tp_basicsize = sizeof(RowScores),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = RowScores_new,
+    .tp_traverse = (traverseproc)RowScores_traverse,
+    .tp_clear = (inquiry)RowScores_clear,
+    .tp_dealloc = (destructor)RowScores_dealloc,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(RowScores, vectorcall),
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_rowcall", "One-row calls into a compiled model library.", -1,
     NULL,
 };
 
 PyMODINIT_FUNC PyInit__rowcall(void) {
-    if (PyType_Ready(&RowCallType) < 0) return NULL;
+    if (PyType_Ready(&RowCallType) < 0 || PyType_Ready(&RowScoresType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    Py_INCREF(&RowCallType);
-    if (PyModule_AddObject(m, "RowCall", (PyObject *)&RowCallType) < 0) {
-        Py_DECREF(&RowCallType);
+    if (PyModule_AddType(m, &RowCallType) < 0 || PyModule_AddType(m, &RowScoresType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

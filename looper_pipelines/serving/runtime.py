@@ -25,6 +25,11 @@ import numpy as np
 from looper_pipelines.home import HomeLayout
 from looper_pipelines.policies import build_policy
 
+try:  # every label's model on one row in one call (setup.py builds it with a C compiler)
+    from looper_pipelines.serving import _rowcall
+except ImportError:  # pragma: no cover - not built: score_row in Python
+    _rowcall = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
 
 CURRENT = "current.json"
@@ -54,6 +59,10 @@ class ActionScorer:
             if self._per_row
             else []
         )
+        calls = [score for _, score in self._row_scorers]
+        if calls and _rowcall is not None and all(type(c) is _rowcall.RowCall for c in calls):
+            # the same, with the row filled once for all labels, in C
+            self.score_row = _rowcall.RowScores(self.labels, calls, self._score_row)  # type: ignore[method-assign]
 
     def _grid(self) -> np.ndarray:
         g = getattr(self._local, "grid", None)
@@ -66,6 +75,9 @@ class ActionScorer:
     def score_row(self, row: list[float]) -> dict[str, list[float]]:
         """The prediction of each label for each action of one encoded row (K floats per
         label): the request path."""
+        return self._score_row(row)
+
+    def _score_row(self, row: list[float]) -> dict[str, list[float]]:
         if self._per_row:
             full = [*row, 0.0]  # the action column is set by the scorer
             return {label: score(full) for label, score in self._row_scorers}

@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from time import perf_counter
 from typing import Any
 
@@ -43,7 +43,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from looper_pipelines.client import LooperClient, LooperInputError, UnknownUseCaseError
-from looper_pipelines.client.decision import Decision
 from looper_pipelines.client.features import MAX_SAFE_INT, FeatureEncoder
 from looper_pipelines.logs.records import use_case_of
 from looper_pipelines.serving.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -76,17 +75,18 @@ def _error_body(field: str, message: str) -> bytes:
     return orjson.dumps({"error": {"field": field, "message": message}})
 
 
-def _decision_dict(d: Decision) -> dict[str, Any]:
+def _decision_dict(r: Mapping[str, Any]) -> dict[str, Any]:
+    """The response body of one decision, from its logged record."""
     return {
-        "decision_id": d.decision_id,
-        "action": d.action,
-        "propensity": d.propensity,
-        "scores": d.scores,
-        "model_version": d.model_version,
-        "blueprint_version": d.blueprint_version,
-        "policy_version": d.policy_version,
-        "explored": d.explored,
-        "experiment_arm": d.experiment_arm,
+        "decision_id": r["decision_id"],
+        "action": r["action"],
+        "propensity": r["propensity"],
+        "scores": r["scores"],
+        "model_version": r["model_version"],
+        "blueprint_version": r["blueprint_version"],
+        "policy_version": r["policy_version"],
+        "explored": r["explored"],
+        "experiment_arm": r["experiment_arm"],
     }
 
 
@@ -159,11 +159,6 @@ class LooperHTTP:
         self.owns_client = owns_client
         self.metrics = HttpMetrics()
         self.blueprint_versions = {name: bp.version for name, bp in client.blueprints.items()}
-        # int features: a value beyond 64 bits cannot be logged
-        self._int_features = {
-            name: tuple(f.name for f in bp.features if f.type == "int")
-            for name, bp in client.blueprints.items()
-        }
         # the SDK's own feature checks, run on every batch item before any decision is made
         self._encoders = {name: FeatureEncoder(bp) for name, bp in client.blueprints.items()}
         self.openapi = build_openapi(
@@ -329,19 +324,9 @@ class LooperHTTP:
         return False
 
     # -- the /v1 handlers (synchronous; errors are raised) ------------------------------------
-    def _check_ints(self, use_case: str, features: dict[str, Any], prefix: str) -> None:
-        for name in self._int_features.get(use_case, ()):
-            v = features.get(name)
-            if (type(v) is int or type(v) is float) and (v > _I64_MAX or v < _I64_MIN):
-                raise RequestError(
-                    422, f"{prefix}features.{name}", f"{v!r} is outside the integer range ±2**53"
-                )
-
     def _decide(self, data: Any) -> bytes:
         use_case, subject_id, features = check_decision(data)
-        if self._int_features.get(use_case):
-            self._check_ints(use_case, features, "")
-        d = self.client.get_decision(use_case, subject_id, features)
+        d = self.client.decide_record(use_case, subject_id, features)
         m = self.metrics.decisions
         m[use_case] = m.get(use_case, 0) + 1
         return orjson.dumps(_decision_dict(d))
@@ -363,15 +348,13 @@ class LooperHTTP:
                     f"no blueprint named {use_case!r}; known: {sorted(encoders)}",
                     "unknown_use_case",
                 )
-            if self._int_features[use_case]:
-                self._check_ints(use_case, features, prefix)
             try:
                 encoder.normalise(features)
             except LooperInputError as e:
                 raise RequestError(422, prefix + e.field, e.problem, "invalid_input") from None
             checked.append((use_case, subject_id, features))
-        get_decision = self.client.get_decision
-        out = [_decision_dict(get_decision(uc, sid, f)) for uc, sid, f in checked]
+        decide = self.client.decide_record
+        out = [_decision_dict(decide(uc, sid, f)) for uc, sid, f in checked]
         counts: dict[str, int] = {}
         for uc, _, _ in checked:
             counts[uc] = counts.get(uc, 0) + 1
