@@ -6,11 +6,10 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        # LogStore's default-durability append (zlib for the record checksum)
+        # LogStore's default-durability append
         Extension(
             "looper_pipelines.logs._append",
             sources=["looper_pipelines/logs/_append.c"],
-            libraries=["z"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

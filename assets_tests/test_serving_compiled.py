@@ -737,3 +737,34 @@ def test_row_calls_in_c_answer_as_the_ctypes_calls_do(
     for f in (fast.predict_one, slow.predict_one):
         with pytest.raises(OverflowError):
             f([10**400, *floats[1:]])
+
+
+def test_action_scorer_scores_every_label_in_one_call(
+    artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The models take the features plus an action column (last); RowScores fills the
+    row once for every label's model and must answer as the per-label calls do."""
+    from looper_pipelines.serving import runtime
+
+    models = {label: CompiledModel.load(artifacts[task]) for label, task in
+              (("click", "binary"), ("value", "regression"))}  # fmt: skip
+    fast = runtime.ActionScorer(models, n_actions=3, n_features=N_FEATURE - 1)
+    with monkeypatch.context() as m:
+        m.setattr(runtime, "_rowcall", None)
+        slow = runtime.ActionScorer(models, n_actions=3, n_features=N_FEATURE - 1)
+    if compiled_mod._rowcall is not None:
+        assert type(fast.score_row).__name__ == "RowScores"
+    assert type(slow.score_row).__name__ == "method"
+    for x in _eval_rows()[:200]:
+        row = x[: N_FEATURE - 1].tolist()
+        got = fast.score_row(row)
+        assert list(got) == ["click", "value"] and got == slow.score_row(row)
+        for label, model in models.items():
+            assert got[label] == [model.predict_one([*row, float(a)]) for a in range(3)]
+    odd = [None, *_eval_rows()[0][1 : N_FEATURE - 1].tolist()]  # None is missing
+    assert fast.score_row(odd) == slow.score_row(odd)
+    as_array = _eval_rows()[0][: N_FEATURE - 1]  # not a list: the Python path
+    assert fast.score_row(as_array) == slow.score_row(as_array)
+    for f in (fast.score_row, slow.score_row):
+        with pytest.raises(ValueError):
+            f([1.0, 2.0])

@@ -24,7 +24,6 @@
 #include <stdint.h>
 #include <string.h>
 #include "structmember.h"
-#include <zlib.h>
 
 /* The state the fast path reads and writes, as C fields of base classes that writer.py's
    _Segment and _Writer extend (Python code sees them as ordinary attributes). */
@@ -146,24 +145,31 @@ __attribute__((target("pclmul,sse4.1"))) static uint32_t crc32_clmul(const unsig
 static int use_clmul = 0;
 #endif
 
+/* Bytewise CRC-32 with a table (the reflected polynomial 0xEDB88320, as zlib): the bytes
+   before and after the folded part, and everything on CPUs without PCLMULQDQ. */
+static uint32_t crc_table[256];
+
+static void init_crc_table(void) {
+    for (uint32_t i = 0; i < 256; ++i) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; ++k) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
 /* zlib.crc32(data) */
 static uint32_t crc32_of(const unsigned char *p, size_t n) {
-    uLong crc = 0;
+    uint32_t c = 0xFFFFFFFFu; /* the register (inverted crc) */
 #ifdef HAVE_CLMUL_CRC
     if (use_clmul && n >= 64) {
         size_t bulk = n & ~(size_t)15;
-        crc = ~crc32_clmul(p, bulk, ~(uint32_t)0) & 0xFFFFFFFFu;
+        c = crc32_clmul(p, bulk, c);
         p += bulk;
         n -= bulk;
     }
 #endif
-    while (n > 0) { /* crc32() takes a uInt length */
-        uInt chunk = n > 0x40000000u ? 0x40000000u : (uInt)n;
-        crc = crc32(crc, p, chunk);
-        p += chunk;
-        n -= chunk;
-    }
-    return (uint32_t)crc;
+    while (n-- > 0) c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return ~c;
 }
 
 static PyObject *py_crc32(PyObject *module, PyObject *arg) {
@@ -569,6 +575,7 @@ PyMODINIT_FUNC PyInit__append(void) {
     s_option_kw = PyTuple_Pack(1, option);
     Py_DECREF(option);
     if (s_option_kw == NULL) return NULL;
+    init_crc_table();
 #ifdef HAVE_CLMUL_CRC
     __builtin_cpu_init();
     use_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
