@@ -160,3 +160,34 @@ def test_the_writer_lock_excludes_other_threads() -> None:
     with lock:
         assert lock.locked()
     assert not lock.locked()
+
+
+@needs_c
+def test_a_wait_for_the_writer_lock_times_out_and_lets_signal_handlers_run() -> None:
+    import signal
+    import time
+
+    lock = writer._append.Lock()
+    lock.acquire()
+    t0 = time.monotonic()
+    assert lock.acquire(timeout=0.1) is False and time.monotonic() - t0 >= 0.09
+    with pytest.raises(ValueError, match="non-blocking"):
+        lock.acquire(blocking=False, timeout=1)
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+        timer.start()
+        with pytest.raises(Interrupted):
+            lock.acquire()  # held by this very thread: only the handler ends the wait
+        timer.join()
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    lock.release()
+    assert not lock.locked()

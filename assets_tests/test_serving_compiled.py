@@ -699,6 +699,7 @@ def test_the_row_call_extension_is_built_where_a_compiler_and_headers_are() -> N
 
 
 @pytest.mark.skipif(compiled_mod._rowcall is None, reason="serving._rowcall is not built")
+@pytest.mark.filterwarnings("ignore:Warning. converting a masked element to nan")
 def test_row_calls_in_c_answer_as_the_ctypes_calls_do(
     artifacts: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -713,6 +714,8 @@ def test_row_calls_in_c_answer_as_the_ctypes_calls_do(
     assert type(fast_score).__name__ == "RowCall"
     row = _eval_rows()[5]
     floats = row.tolist()
+    unaligned = np.frombuffer(bytearray(8 * N_FEATURE + 1), np.float64, N_FEATURE, offset=1)
+    unaligned[:] = row
     inputs: list[Any] = [
         floats,
         tuple(floats),
@@ -726,10 +729,14 @@ def test_row_calls_in_c_answer_as_the_ctypes_calls_do(
         row.astype(np.float32),  # other dtypes: converted
         np.repeat(row, 2)[::2],  # not contiguous: converted
         row.reshape(1, -1),  # 2-D: reshaped
+        np.ma.array(row, mask=[True] + [False] * (N_FEATURE - 1)),  # masked: missing
+        unaligned,  # not aligned for doubles: copied
     ]
     for x in inputs:
         assert fast.predict_one(x) == slow.predict_one(x), x
         assert fast_score(x) == slow_score(x), x
+    masked = inputs[-2]
+    assert fast.predict_one(masked) == slow.predict_one([None, *floats[1:]])
     for bad in (floats[:-1], [*floats, 1.0], np.zeros(N_FEATURE + 1), ["x"] * N_FEATURE):
         for f in (fast.predict_one, slow.predict_one, fast_score, slow_score):
             with pytest.raises((ValueError, TypeError)):

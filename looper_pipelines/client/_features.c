@@ -123,6 +123,10 @@ fail:
 static PyObject *Encoder_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
                                     PyObject *kwnames) {
     Encoder *self = (Encoder *)op;
+    if (self->fallback == NULL) {
+        PyErr_SetString(PyExc_ValueError, "this encoder has been cleared");
+        return NULL;
+    }
     if (kwnames == NULL && PyVectorcall_NARGS(nargsf) == 1) {
         PyObject *r = encode(self, args[0]);
         if (r != NULL || PyErr_Occurred()) return r;
@@ -131,17 +135,19 @@ static PyObject *Encoder_vectorcall(PyObject *op, PyObject *const *args, size_t 
 }
 
 static void free_entries(Encoder *self) {
-    if (self->entries == NULL) return;
-    for (Py_ssize_t i = 0; i < self->n; ++i) {
-        Entry *e = &self->entries[i];
+    Entry *entries = self->entries;
+    Py_ssize_t n = self->n;
+    self->entries = NULL; /* detached first: nothing reached from the decrefs sees them */
+    self->n = 0;
+    if (entries == NULL) return;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        Entry *e = &entries[i];
         Py_XDECREF(e->name);
         Py_XDECREF(e->codes);
         Py_XDECREF(e->default_value);
         Py_XDECREF(e->default_x);
     }
-    PyMem_Free(self->entries);
-    self->entries = NULL;
-    self->n = 0;
+    PyMem_Free(entries);
 }
 
 static PyObject *Encoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {

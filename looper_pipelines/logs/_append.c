@@ -190,14 +190,26 @@ typedef struct {
 
 static PyTypeObject LockType;
 
-/* Acquire, waiting (without the GIL) if another thread holds it. */
-static void lock_acquire(Lock *self) {
+/* Acquire, waiting without the GIL if another thread holds it; the wait is cut into
+   slices between which signal handlers run (Ctrl-C interrupts it, as it does a
+   threading.Lock). timeout_us < 0: no limit. Returns 1 acquired, 0 timed out, -1 a
+   signal handler raised. */
+static int lock_acquire_timed(Lock *self, long long timeout_us) {
     if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
-        Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(self->lock, WAIT_LOCK);
-        Py_END_ALLOW_THREADS
+        const long long slice = 20000; /* µs */
+        for (;;) {
+            long long wait = timeout_us < 0 || timeout_us > slice ? slice : timeout_us;
+            PyLockStatus r;
+            Py_BEGIN_ALLOW_THREADS
+            r = PyThread_acquire_lock_timed(self->lock, (PY_TIMEOUT_T)wait, 0);
+            Py_END_ALLOW_THREADS
+            if (r == PY_LOCK_ACQUIRED) break;
+            if (timeout_us >= 0 && (timeout_us -= wait) <= 0) return 0;
+            if (PyErr_CheckSignals() < 0) return -1;
+        }
     }
     self->locked = 1;
+    return 1;
 }
 
 static void lock_release(Lock *self) {
@@ -228,19 +240,27 @@ static void Lock_dealloc(Lock *self) {
 
 static PyObject *Lock_acquire(Lock *self, PyObject *args, PyObject *kwds) {
     int blocking = 1;
-    static char *kwlist[] = {"blocking", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:acquire", kwlist, &blocking)) return NULL;
-    if (blocking) {
-        lock_acquire(self);
-        Py_RETURN_TRUE;
+    double timeout = -1;
+    static char *kwlist[] = {"blocking", "timeout", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd:acquire", kwlist, &blocking, &timeout))
+        return NULL;
+    if (!blocking && timeout != -1) {
+        PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+        return NULL;
     }
-    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) Py_RETURN_FALSE;
-    self->locked = 1;
-    Py_RETURN_TRUE;
+    if (timeout < 0 && timeout != -1) {
+        PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
+        return NULL;
+    }
+    long long us = !blocking ? 0 : timeout < 0 ? -1 : (long long)(timeout * 1e6);
+    int r = us == 0 ? PyThread_acquire_lock(self->lock, NOWAIT_LOCK) : lock_acquire_timed(self, us);
+    if (r < 0) return NULL;
+    if (r && us == 0) self->locked = 1;
+    return PyBool_FromLong(r);
 }
 
 static PyObject *Lock_enter(Lock *self, PyObject *unused) {
-    lock_acquire(self);
+    if (lock_acquire_timed(self, -1) < 0) return NULL;
     Py_RETURN_TRUE;
 }
 
@@ -259,7 +279,7 @@ static PyObject *Lock_locked(Lock *self, PyObject *unused) { return PyBool_FromL
 
 static PyMethodDef Lock_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))Lock_acquire, METH_VARARGS | METH_KEYWORDS,
-     "acquire(blocking=True) -> bool"},
+     "acquire(blocking=True, timeout=-1) -> bool"},
     {"release", (PyCFunction)Lock_release, METH_NOARGS, "release()"},
     {"locked", (PyCFunction)Lock_locked, METH_NOARGS, "locked() -> bool"},
     {"__enter__", (PyCFunction)Lock_enter, METH_NOARGS, NULL},
@@ -314,6 +334,10 @@ static int copy_locked(Appender *self, PyObject *key, const char *line, Py_ssize
 static PyObject *Appender_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
                                      PyObject *kwnames) {
     Appender *self = (Appender *)op;
+    if (self->writer == NULL || self->slow == NULL || self->dumps == NULL) {
+        PyErr_SetString(PyExc_ValueError, "this appender has been cleared");
+        return NULL;
+    }
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (kwnames != NULL || nargs != 3) return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
     PyObject *kind = args[0], *use_case = args[1], *record = args[2];
@@ -327,9 +351,14 @@ static PyObject *Appender_vectorcall(PyObject *op, PyObject *const *args, size_t
     } else {
         return call_slow(self, args, nargsf);
     }
-    PyObject *id = PyDict_GetItemWithError(record, idcol);
-    PyObject *ts = id ? PyDict_GetItemWithError(record, s_timestamp) : NULL;
-    if (ts == NULL || !PyUnicode_CheckExact(id) || !PyLong_CheckExact(ts)) {
+    /* each value is checked right after its lookup: a lookup may run a key's __eq__ */
+    PyObject *v = PyDict_GetItemWithError(record, idcol);
+    if (v == NULL || !PyUnicode_CheckExact(v)) {
+        if (PyErr_Occurred()) return NULL;
+        return call_slow(self, args, nargsf);
+    }
+    v = PyDict_GetItemWithError(record, s_timestamp);
+    if (v == NULL || !PyLong_CheckExact(v)) {
         if (PyErr_Occurred()) return NULL;
         return call_slow(self, args, nargsf);
     }
@@ -372,9 +401,10 @@ static PyObject *Appender_vectorcall(PyObject *op, PyObject *const *args, size_t
     if (key != NULL && lock == NULL) PyErr_SetString(PyExc_ValueError, "the log writer has no lock");
     int copied = -1;
     if (lock != NULL && Py_TYPE(lock) == &LockType) {
-        lock_acquire((Lock *)lock);
-        copied = copy_locked(self, key, line, n);
-        lock_release((Lock *)lock);
+        if (lock_acquire_timed((Lock *)lock, -1) > 0) { /* else a signal handler raised */
+            copied = copy_locked(self, key, line, n);
+            lock_release((Lock *)lock);
+        }
     } else if (lock != NULL) { /* another lock type: through its methods */
         PyObject *r = PyObject_CallMethodNoArgs(lock, s_acquire);
         if (r != NULL) {

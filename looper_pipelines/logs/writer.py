@@ -211,6 +211,8 @@ class _Writer(_WriterBase):
         self._init_state()
         self.closed = closed
         for seg in inherited:
+            if seg.closed:  # sealed meanwhile: its descriptor number may be reused already
+                continue
             if seg.map is not None:
                 seg.map.close()  # the child's copy of the mapping only
             with contextlib.suppress(OSError):
@@ -582,8 +584,8 @@ class LogStore:
             raise ValueError(f"durability must be one of {DURABILITIES}, got {durability!r}")
         if not fsync_interval_s > 0:
             raise ValueError(f"fsync_interval_s must be > 0, got {fsync_interval_s!r}")
-        if not max_segment_bytes > 0:
-            raise ValueError(f"max_segment_bytes must be > 0, got {max_segment_bytes!r}")
+        if not 0 < max_segment_bytes <= 2**62:
+            raise ValueError(f"max_segment_bytes must be in (0, 2**62], got {max_segment_bytes!r}")
         if not max_segment_age_s > 0:
             raise ValueError(f"max_segment_age_s must be > 0, got {max_segment_age_s!r}")
         self.layout = HomeLayout.of(home)

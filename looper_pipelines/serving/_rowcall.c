@@ -1,7 +1,8 @@
 /* One-row calls into a loaded model library without ctypes (optional; compiled.py falls
    back to its ctypes closures when this module is not built).
 
-   RowCall(address, num_feature, fallback, keepalive, column=-1, values=None):
+   RowCall(address, num_feature, fallback, keepalive, column=-1, values=None,
+           array_type=None):
 
    - values None: address is the library's ``double predict_one(const double* x)``; the
      object is called as f(x) and returns a float;
@@ -11,7 +12,8 @@
 
    x must be a list or tuple of num_feature floats (or float subclasses), ints or None
    (None is missing: NaN), or a 1-D contiguous buffer of num_feature doubles (a float64
-   numpy row, read in place); anything else (other number types or dtypes, a wrong
+   numpy row, read in place when array_type=numpy.ndarray is given and the row is of
+   exactly that type and aligned); anything else (other number types or dtypes, a wrong
    length) is handed to fallback(x), the ctypes implementation, which converts it or
    raises the error that names the problem. Buffers live on the C stack (or in a per-call allocation for wide
    rows), so concurrent callers share nothing. keepalive is held so that the library is
@@ -47,6 +49,7 @@ typedef struct {
     double *values;
     PyObject *fallback;
     PyObject *keepalive;
+    PyObject *array_type; /* the exact type whose float64 rows are read in place, or NULL */
 } RowCall;
 
 /* 1 filled, 0 hand x to the fallback, -1 error. */
@@ -74,10 +77,11 @@ static int fill(PyObject *x, double *buf, Py_ssize_t nf) {
     return 1;
 }
 
-/* A 1-D C-contiguous buffer of num_feature native doubles (a float64 numpy row): 1 with
-   view filled (release it), 0 not such a buffer. */
-static int double_row(PyObject *x, Py_buffer *view, Py_ssize_t nf) {
-    if (!PyObject_CheckBuffer(x)) return 0;
+/* x of exactly array_type (numpy.ndarray: not a subclass such as a masked array, whose
+   buffer holds values the mask hides) with a 1-D C-contiguous, aligned buffer of
+   num_feature native doubles: 1 with view filled (release it), 0 otherwise. */
+static int double_row(PyObject *x, PyObject *array_type, Py_buffer *view, Py_ssize_t nf) {
+    if (array_type == NULL || (PyObject *)Py_TYPE(x) != array_type) return 0;
     if (PyObject_GetBuffer(x, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         PyErr_Clear();
         return 0;
@@ -85,7 +89,7 @@ static int double_row(PyObject *x, Py_buffer *view, Py_ssize_t nf) {
     const char *f = view->format;
     if (f != NULL && (*f == '@' || *f == '=' || *f == '<')) ++f;
     if (view->ndim == 1 && view->shape[0] == nf && view->itemsize == 8 && f != NULL &&
-        f[0] == 'd' && f[1] == 0)
+        f[0] == 'd' && f[1] == 0 && (uintptr_t)view->buf % _Alignof(double) == 0)
         return 1;
     PyBuffer_Release(view);
     return 0;
@@ -94,6 +98,10 @@ static int double_row(PyObject *x, Py_buffer *view, Py_ssize_t nf) {
 static PyObject *RowCall_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
                                     PyObject *kwnames) {
     RowCall *self = (RowCall *)op;
+    if (self->fallback == NULL) {
+        PyErr_SetString(PyExc_ValueError, "this row call has been cleared");
+        return NULL;
+    }
     if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1)
         return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
     Py_ssize_t nf = self->num_feature;
@@ -107,7 +115,7 @@ static PyObject *RowCall_vectorcall(PyObject *op, PyObject *const *args, size_t 
     int from_buffer = 0;
     const double *row = buf;
     int ok = fill(args[0], buf, nf);
-    if (ok == 0 && double_row(args[0], &view, nf)) {
+    if (ok == 0 && double_row(args[0], self->array_type, &view, nf)) {
         from_buffer = 1;
         row = (const double *)view.buf; /* read in place, released after the call */
         ok = 1;
@@ -138,15 +146,20 @@ static PyObject *RowCall_vectorcall(PyObject *op, PyObject *const *args, size_t 
 static PyObject *RowCall_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     unsigned long long address;
     Py_ssize_t nf;
-    PyObject *fallback, *keepalive, *values = Py_None;
+    PyObject *fallback, *keepalive, *values = Py_None, *array_type = Py_None;
     int column = -1;
     static char *kwlist[] = {"address", "num_feature", "fallback", "keepalive", "column",
-                             "values", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KnOO|iO:RowCall", kwlist, &address, &nf,
-                                     &fallback, &keepalive, &column, &values))
+                             "values", "array_type", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "KnOO|iOO:RowCall", kwlist, &address, &nf,
+                                     &fallback, &keepalive, &column, &values, &array_type))
         return NULL;
-    if (address == 0 || nf < 1) {
-        PyErr_SetString(PyExc_ValueError, "address must be non-zero and num_feature >= 1");
+    if (address == 0 || nf < 1 || nf > (1 << 24)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "address must be non-zero and num_feature in [1, 2**24]");
+        return NULL;
+    }
+    if (array_type != Py_None && !PyType_Check(array_type)) {
+        PyErr_SetString(PyExc_TypeError, "array_type must be a type or None");
         return NULL;
     }
     if (!PyCallable_Check(fallback)) {
@@ -164,6 +177,10 @@ static PyObject *RowCall_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->fallback = fallback;
     Py_INCREF(keepalive);
     self->keepalive = keepalive;
+    if (array_type != Py_None) {
+        Py_INCREF(array_type);
+        self->array_type = array_type;
+    }
     self->vectorcall = RowCall_vectorcall;
     if (values != Py_None) {
         if (column < 0 || column >= nf) {
@@ -173,9 +190,9 @@ static PyObject *RowCall_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyObject *seq = PySequence_Fast(values, "values must be a sequence of floats");
         if (seq == NULL) goto fail;
         Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-        if (n < 1 || n > INT32_MAX) {
+        if (n < 1 || n > (1 << 24)) {
             Py_DECREF(seq);
-            PyErr_SetString(PyExc_ValueError, "values must not be empty");
+            PyErr_SetString(PyExc_ValueError, "values must hold 1 to 2**24 floats");
             goto fail;
         }
         self->values = PyMem_Malloc(sizeof(double) * (size_t)n);
@@ -204,12 +221,14 @@ fail:
 static int RowCall_traverse(RowCall *self, visitproc visit, void *arg) {
     Py_VISIT(self->fallback);
     Py_VISIT(self->keepalive);
+    Py_VISIT(self->array_type);
     return 0;
 }
 
 static int RowCall_clear(RowCall *self) {
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->keepalive);
+    Py_CLEAR(self->array_type);
     return 0;
 }
 
@@ -248,6 +267,10 @@ typedef struct {
 static PyObject *RowScores_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
                                       PyObject *kwnames) {
     RowScores *self = (RowScores *)op;
+    if (self->fallback == NULL || self->calls == NULL || self->labels == NULL) {
+        PyErr_SetString(PyExc_ValueError, "this scorer has been cleared");
+        return NULL;
+    }
     if (kwnames != NULL || PyVectorcall_NARGS(nargsf) != 1)
         return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
     Py_ssize_t nf = self->num_feature;

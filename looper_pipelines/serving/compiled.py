@@ -342,7 +342,9 @@ class _Native:
                 return one(buf)  # type: ignore[no-any-return]
 
             if _rowcall is not None:  # lists and tuples of numbers without ctypes
-                return _rowcall.RowCall(self.one_address, nf, predict_one, self)  # type: ignore[no-any-return]
+                return _rowcall.RowCall(  # type: ignore[no-any-return]
+                    self.one_address, nf, predict_one, self, array_type=np.ndarray
+                )
             return predict_one
 
         def predict_one_multi(x: Any) -> np.ndarray:
@@ -390,7 +392,8 @@ class _Native:
 
         if _rowcall is not None:  # lists and tuples of numbers without ctypes
             return _rowcall.RowCall(  # type: ignore[no-any-return]
-                self.varying_address, nf, score, self, column=column, values=list(values)
+                self.varying_address, nf, score, self, column=column, values=list(values),
+                array_type=np.ndarray,
             )
         return score
 
