@@ -11,12 +11,20 @@ guardrail within its bound.
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
-import time
+import os
+import sys
 
-from looper_pipelines.loop import RoundReport, run_loop
+# Run as a script, this file's folder is first on sys.path, where bench/logging.py would
+# shadow the standard library's ``logging`` for the libraries imported below.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from looper_pipelines.loop import RoundReport, run_loop  # noqa: E402
 
 
 def main() -> None:

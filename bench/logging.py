@@ -11,8 +11,8 @@ One run measures, each against a baseline run in the same process:
       (no model: the cheapest call, so the largest share for logging) and with a published
       compiled champion (two label models scoring both actions; ``champion.py``).
 
-    python bench/log_writer.py            # full run
-    python bench/log_writer.py --quick    # fewer records
+    python bench/logging.py            # full run
+    python bench/logging.py --quick    # fewer records
 """
 
 from __future__ import annotations
