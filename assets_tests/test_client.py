@@ -269,3 +269,20 @@ def test_the_sdk_works_without_its_c_extensions(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_decide_record_returns_what_was_logged(client: LooperClient, home: Path) -> None:
+    import orjson
+
+    rec = client.decide_record("notification_send", "u-rec", OK)
+    d = client.get_decision("notification_send", "u-dec", OK)
+    logged = read_decisions(home, "notification_send")
+    assert logged["decision_id"].to_list() == [rec["decision_id"], d.decision_id]
+    row = logged.row(0, named=True)
+    for key in ("subject_id", "action", "action_index", "propensity", "model_version",
+                "blueprint_version", "policy_version", "explored", "experiment_arm"):  # fmt: skip
+        assert row[key] == rec[key], key
+    assert orjson.loads(row["features"]) == rec["features"] and rec["features"]["platform"] == "web"
+    assert row["timestamp"].timestamp() * 1e6 == pytest.approx(rec["timestamp"], abs=1)
+    with pytest.raises(LooperInputError, match="subject_id"):
+        client.decide_record("notification_send", "", OK)

@@ -89,8 +89,9 @@ class LooperClient:
 
     def decide_record(self, use_case: str, subject_id: str, features: Mapping[str, Any]) -> dict[str, Any]:
         """``get_decision`` returning the decision record as logged (a dict with the
-        decision log's columns) instead of a ``Decision``: for servers that turn it into
-        a response themselves. Do not modify it."""
+        decision log's columns; ``features`` and ``scores`` as dicts) instead of a
+        ``Decision``: for servers that build their own response from it. The record is
+        the caller's: nothing else keeps a reference to it."""
         engine = self._engine(use_case)
         if not isinstance(subject_id, str) or not subject_id:
             raise LooperInputError("subject_id", "must be a non-empty string")
