@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -27,6 +28,7 @@ from looper_pipelines.serving._shim import (
     rewrite_tree_code,
     shim_source,
 )
+from looper_pipelines.serving.branch_free import branch_free_source
 from looper_pipelines.serving.compiled import (
     CompiledModel,
     ParityError,
@@ -486,6 +488,34 @@ def test_branch_free_walk_is_bit_identical_to_lightgbm(params: dict, data: dict,
         varied = np.repeat(r[None, :], 3, axis=0)
         varied[:, 5] = [0.0, -np.inf, np.nan]
         assert score(r.tolist()) == booster.predict(varied).tolist()
+
+
+def test_varying_the_last_column_walks_the_trees_that_ignore_it_once(tmp_path: Path) -> None:
+    """Scoring a row under several actions varies the last column: trees that never read
+    it are walked once for all values, the others once per value; results stay exact."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 4))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    z = np.nan_to_num(X)
+    y = z[:, 0] + z[:, 1] + 0.3 * (z[:, 3] > 0) + rng.normal(size=len(X)) > 0.3
+    booster = lgb.train({"objective": "binary", "num_leaves": 4, "verbose": -1},
+                        lgb.Dataset(X, y.astype(float)), num_boost_round=60)  # fmt: skip
+    source = branch_free_source(booster.model_to_string())
+    groups = dict(re.findall(r"#define (BF_NG\w*) (\d+)", source))
+    assert int(groups["BF_NG_FIXED"]) > 0 and int(groups["BF_NG_VARYING"]) > 0
+    model = CompiledModel.load(compile_lightgbm(booster, tmp_path / "m", verify_rows=0))
+    assert model.tree_walk == "branch_free"
+    values = [0.0, 1.0, 2.0, -np.inf, np.nan]
+    E = _edge_rows(booster, 400, seed=6)
+    for column in (3, 0):  # the last column, then another (every tree per value)
+        score = model.row_scorer(column, values)
+        for r in E:
+            varied = np.repeat(r[None, :], len(values), axis=0)
+            varied[:, column] = values
+            assert score(r.tolist()) == booster.predict(varied).tolist()
+        assert model.row_scorer(column, [7.0])(E[0].tolist()) == [
+            booster.predict(np.where(np.arange(4) == column, 7.0, E[0])[None, :])[0]
+        ]
 
 
 def test_which_walk_serves(models: dict[str, CompiledModel]) -> None:
