@@ -490,31 +490,41 @@ def test_branch_free_walk_is_bit_identical_to_lightgbm(params: dict, data: dict,
         assert score(r.tolist()) == booster.predict(varied).tolist()
 
 
-def test_varying_the_last_column_walks_the_trees_that_ignore_it_once(tmp_path: Path) -> None:
-    """Scoring a row under several actions varies the last column: trees that never read
-    it are walked once for all values, the others once per value; results stay exact."""
+@pytest.mark.parametrize("last", ["numerical", "categorical"])
+def test_varying_the_last_column_walks_the_trees_that_ignore_it_once(last: str, tmp_path: Path) -> None:
+    """Scoring a row under several actions varies the last column (a LightGBM categorical
+    in the product's models): trees that never read it are walked once for all values,
+    the others once per value; results stay exact."""
     rng = np.random.default_rng(5)
     X = rng.normal(size=(3000, 4))
     X[rng.random(X.shape) < 0.1] = np.nan
+    if last == "categorical":
+        X[:, 3] = rng.integers(0, 5, len(X))
     z = np.nan_to_num(X)
-    y = z[:, 0] + z[:, 1] + 0.3 * (z[:, 3] > 0) + rng.normal(size=len(X)) > 0.3
-    booster = lgb.train({"objective": "binary", "num_leaves": 4, "verbose": -1},
-                        lgb.Dataset(X, y.astype(float)), num_boost_round=60)  # fmt: skip
+    y = z[:, 0] + z[:, 1] + 0.3 * (z[:, 3] > 1.5) + rng.normal(size=len(X)) > 0.3
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 4, "feature_fraction": 0.75, "verbose": -1},
+        lgb.Dataset(X, y.astype(float), categorical_feature=[3] if last == "categorical" else "auto"),
+        num_boost_round=60,
+    )
     source = branch_free_source(booster.model_to_string())
     groups = dict(re.findall(r"#define (BF_NG\w*) (\d+)", source))
     assert int(groups["BF_NG_FIXED"]) > 0 and int(groups["BF_NG_VARYING"]) > 0
+    if last == "categorical":
+        assert "BF_CAT" in source
     model = CompiledModel.load(compile_lightgbm(booster, tmp_path / "m", verify_rows=0))
     assert model.tree_walk == "branch_free"
-    values = [0.0, 1.0, 2.0, -np.inf, np.nan]
-    E = _edge_rows(booster, 400, seed=6)
+    values = [0.0, 1.0, 2.0, 4.0, 7.5, -1.0, -np.inf, np.nan]
+    E = rng.normal(size=(300, 4))
+    E[rng.random(E.shape) < 0.1] = np.nan
     for column in (3, 0):  # the last column, then another (every tree per value)
         score = model.row_scorer(column, values)
         for r in E:
             varied = np.repeat(r[None, :], len(values), axis=0)
             varied[:, column] = values
             assert score(r.tolist()) == booster.predict(varied).tolist()
-        assert model.row_scorer(column, [7.0])(E[0].tolist()) == [
-            booster.predict(np.where(np.arange(4) == column, 7.0, E[0])[None, :])[0]
+        assert model.row_scorer(column, [2.0])(E[0].tolist()) == [
+            booster.predict(np.where(np.arange(4) == column, 2.0, E[0])[None, :])[0]
         ]
 
 

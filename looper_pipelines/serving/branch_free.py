@@ -213,6 +213,8 @@ def branch_free_source(model_str: str) -> str:
         raise Unsupported("more than 65,535 trees")
     if max(d for _, d in trees) >= 2**16:
         raise Unsupported("a tree deeper than 65,535")
+    if sum(len(nodes) for nodes, _ in trees) + 1 >= 2**28:
+        raise Unsupported("more than 2**28 nodes (node offsets are 32-bit)")
 
     views = sorted({n.view for nodes, _ in trees for n in nodes if isinstance(n, _Split)}) or [2]
     slot = {v: i for i, v in enumerate(views)}
