@@ -47,7 +47,6 @@ def policy_probabilities(bp: Blueprint, policy: DecisionPolicy, scores: Mapping[
     return deployed_probabilities(bp, policy.choose(scores))
 
 
-
 def constant_probabilities(n: int, k: int, action: int) -> np.ndarray:
     p = np.zeros((n, k))
     p[:, action] = 1.0

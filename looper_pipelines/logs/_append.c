@@ -37,7 +37,7 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *lock;   /* threading.Lock guarding active, sizes and seq */
+    PyObject *lock;   /* the Lock below, guarding active, sizes and seq */
     PyObject *active; /* {(kind, use_case): _Segment} */
     Py_ssize_t max_bytes;
     Py_ssize_t seq;   /* records acknowledged */
@@ -55,7 +55,7 @@ typedef struct {
 } Appender;
 
 static PyObject *s_decisions, *s_observations, *s_decision_id, *s_observation_id,
-    *s_timestamp, *s_acquire, *s_release, *s_option_kw;
+    *s_timestamp, *s_option_kw;
 
 static const char HEX[] = "0123456789abcdef";
 
@@ -396,37 +396,19 @@ static PyObject *Appender_vectorcall(PyObject *op, PyObject *const *args, size_t
     Py_DECREF(data);
 
     PyObject *key = PyTuple_Pack(2, kind, use_case);
-    PyObject *lock = key ? self->writer->lock : NULL;
-    Py_XINCREF(lock);
-    if (key != NULL && lock == NULL) PyErr_SetString(PyExc_ValueError, "the log writer has no lock");
-    int copied = -1;
-    if (lock != NULL && Py_TYPE(lock) == &LockType) {
-        if (lock_acquire_timed((Lock *)lock, -1) > 0) { /* else a signal handler raised */
+    PyObject *lock = self->writer->lock;
+    int copied = key == NULL ? -1 : 0;
+    /* the writer's lock is an _append.Lock; were it anything else, the Python path (which
+       takes it with `with`) would serve */
+    if (key != NULL && lock != NULL && Py_TYPE(lock) == &LockType) {
+        Py_INCREF(lock);
+        copied = -1; /* unless acquired: a signal handler raised while waiting */
+        if (lock_acquire_timed((Lock *)lock, -1) > 0) {
             copied = copy_locked(self, key, line, n);
             lock_release((Lock *)lock);
         }
-    } else if (lock != NULL) { /* another lock type: through its methods */
-        PyObject *r = PyObject_CallMethodNoArgs(lock, s_acquire);
-        if (r != NULL) {
-            Py_DECREF(r);
-            copied = copy_locked(self, key, line, n);
-            /* release even after an error, keeping that error */
-            PyObject *et, *ev, *tb;
-            PyErr_Fetch(&et, &ev, &tb);
-            PyObject *rr = PyObject_CallMethodNoArgs(lock, s_release);
-            if (rr == NULL) {
-                if (et != NULL) {
-                    PyErr_Clear();
-                } else {
-                    copied = -1;
-                    PyErr_Fetch(&et, &ev, &tb);
-                }
-            }
-            Py_XDECREF(rr);
-            PyErr_Restore(et, ev, tb);
-        }
+        Py_DECREF(lock);
     }
-    Py_XDECREF(lock);
     Py_XDECREF(key);
     if (line != stackbuf) PyMem_Free(line);
     if (copied < 0) return NULL;
@@ -598,8 +580,6 @@ PyMODINIT_FUNC PyInit__append(void) {
     INTERN(s_decision_id, "decision_id");
     INTERN(s_observation_id, "observation_id");
     INTERN(s_timestamp, "timestamp");
-    INTERN(s_acquire, "acquire");
-    INTERN(s_release, "release");
     PyObject *option;
     INTERN(option, "option");
     s_option_kw = PyTuple_Pack(1, option);

@@ -45,20 +45,17 @@ class IdGenerator:
         self._counter = itertools.count(int.from_bytes(os.urandom(2), "big"))
         self._lock = threading.Lock()
 
-    def new(self, now_us: int | None = None) -> str:
+    def new(self, now_us: int | None = None, suffix: str = "") -> str:
+        """A new id (timestamped now, or at ``now_us``), followed by ``suffix``."""
         ms = (time.time_ns() // 1_000_000) if now_us is None else now_us // 1000
-        return f"{ms & 0xFFFFFFFFFFFF:012x}{self._prefix}{next(self._counter) & 0xFFFFFFFF:08x}"
+        return f"{ms & 0xFFFFFFFFFFFF:012x}{self._prefix}{next(self._counter) & 0xFFFFFFFF:08x}{suffix}"
 
 
 ids = IdGenerator()
 
 
 def new_decision_id(use_case: str, now_us: int | None = None) -> str:
-    """``ids.new(now_us)`` followed by ``-<use_case>`` (written out: one call fewer on the
-    request path)."""
-    g = ids
-    ms = (time.time_ns() // 1_000_000) if now_us is None else now_us // 1000
-    return f"{ms & 0xFFFFFFFFFFFF:012x}{g._prefix}{next(g._counter) & 0xFFFFFFFF:08x}-{use_case}"
+    return ids.new(now_us, "-" + use_case)
 
 
 def use_case_of(decision_id: str) -> str | None:

@@ -152,7 +152,7 @@ def iter_all_segments(logs: Path, use_case: str | None = None) -> Iterator[Segme
 
 # -- line format -------------------------------------------------------------------------
 def encode_line(payload: bytes) -> bytes:
-    """One segment line for a JSON payload (the writer inlines the same expression)."""
+    """One segment line for a JSON payload (``_append.c`` writes the same bytes)."""
     return b"%08x " % zlib.crc32(payload) + payload + b"\n"
 
 

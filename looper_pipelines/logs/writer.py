@@ -1,13 +1,13 @@
 """``LogStore``: the append-only segment writer of one process.
 
 An append encodes the record with orjson, prefixes its crc32 and copies the whole line
-into the segment file through a shared memory mapping (``MAP_SHARED``). At default
-durability that path runs in C (``_append.c``, built by ``setup.py`` when a C compiler is
-there) under the same lock and on the same state as ``append_default``, which it calls
-for anything else: opening a segment, extending the mapped window, a malformed record. When the copy
+into the segment file through a shared memory mapping (``MAP_SHARED``). When the copy
 returns the line is in the operating system's page cache, exactly where an unbuffered
 ``write`` would have put it: a killed process loses nothing it acknowledged, and no
-system call is made per record. (Strict mode ``pwrite``s the line instead: an fsync after
+system call is made per record. At default durability this path runs in C
+(``_append.c``, built by ``setup.py`` when a C compiler is there) under the same lock and
+on the same state as ``append_default``, which it calls for anything else: opening a
+segment, extending the mapped window, a malformed record. (Strict mode ``pwrite``s the line instead: an fsync after
 stores through a mapping costs two to three times as much.)
 
 The file grows ahead of the records by writing zeros (done by the background thread, so
@@ -51,7 +51,6 @@ import threading
 import time
 import warnings
 import weakref
-import zlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,7 +79,6 @@ DURABILITIES = ("default", "strict", "disabled")
 
 _DUMPS = orjson.dumps
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
-_CRC32 = zlib.crc32
 _MONOTONIC = time.monotonic
 _ID_COLUMN = dict(ID_COLUMN)
 _PAGE = mmap.ALLOCATIONGRANULARITY
@@ -146,6 +144,21 @@ def _check_record(kind: Any, record: Any) -> None:
         raise ValueError(
             f"a {kind} record needs 'timestamp' as an int (epoch microseconds, UTC), got {ts!r}"
         )
+
+
+def _record_line(kind: str, record: dict) -> bytes:
+    """The segment line of a record (checked, then encoded with orjson)."""
+    if (
+        type(record) is not dict
+        or type(record.get(_ID_COLUMN.get(kind))) is not str
+        or type(record.get("timestamp")) is not int
+    ):
+        _check_record(kind, record)
+    try:
+        data = _DUMPS(record, option=_OPTS)
+    except TypeError as exc:  # orjson.JSONEncodeError
+        raise ValueError(f"cannot encode the {kind} record as JSON: {exc}") from None
+    return sg.encode_line(data)
 
 
 class _Writer(_WriterBase):
@@ -224,50 +237,18 @@ class _Writer(_WriterBase):
 
     # -- the append paths -----------------------------------------------------------------
     def append_default(self, kind: str, use_case: str, record: dict) -> None:
-        if (
-            type(record) is not dict
-            or type(record.get(_ID_COLUMN.get(kind))) is not str
-            or type(record.get("timestamp")) is not int
-        ):
-            _check_record(kind, record)
-        try:
-            data = _DUMPS(record, option=_OPTS)
-        except TypeError as exc:  # orjson.JSONEncodeError
-            raise ValueError(f"cannot encode the {kind} record as JSON: {exc}") from None
-        line = b"%08x " % _CRC32(data) + data + b"\n"
+        line = _record_line(kind, record)
         with self.lock:
-            seg = self.active.get((kind, use_case))
-            if seg is None or seg.size >= self.max_bytes:
-                seg = self._next_segment(kind, use_case)
-            start = seg.size
-            end = start + len(line)
-            if end > seg.map_end:
-                self._extend(seg, end)  # raises OSError with nothing written
+            seg, start, end = self._room(kind, use_case, len(line))
             base = seg.map_start
             seg.map[start - base : end - base] = line  # type: ignore[index]
             seg.size = end
             self.seq += 1
 
     def append_strict(self, kind: str, use_case: str, record: dict) -> None:
-        if (
-            type(record) is not dict
-            or type(record.get(_ID_COLUMN.get(kind))) is not str
-            or type(record.get("timestamp")) is not int
-        ):
-            _check_record(kind, record)
-        try:
-            data = _DUMPS(record, option=_OPTS)
-        except TypeError as exc:
-            raise ValueError(f"cannot encode the {kind} record as JSON: {exc}") from None
-        line = b"%08x " % _CRC32(data) + data + b"\n"
+        line = _record_line(kind, record)
         with self.lock:
-            seg = self.active.get((kind, use_case))
-            if seg is None or seg.size >= self.max_bytes:
-                seg = self._next_segment(kind, use_case)
-            start = seg.size
-            end = start + len(line)
-            if end > seg.map_end:
-                self._extend(seg, end)
+            seg, start, end = self._room(kind, use_case, len(line))
             # into the zeroed stretch with pwrite: an fsync after a store through the
             # mapping costs two to three times as much
             n = _PWRITE(seg.fd, line, start)
@@ -279,6 +260,19 @@ class _Writer(_WriterBase):
             self.seq += 1
             seq = self.seq
         self.wait_durable(seq)
+
+    def _room(self, kind: str, use_case: str, n: int) -> tuple[_Segment, int, int]:
+        """The active segment of (kind, use case), opened or rotated as needed, and the
+        file offsets where the next ``n`` bytes go, inside its mapped window (called with
+        self.lock held; raises OSError with nothing written)."""
+        seg = self.active.get((kind, use_case))
+        if seg is None or seg.size >= self.max_bytes:
+            seg = self._next_segment(kind, use_case)
+        start = seg.size
+        end = start + n
+        if end > seg.map_end:
+            self._extend(seg, end)
+        return seg, start, end
 
     # -- slow paths (called with self.lock held) ------------------------------------------
     def _next_segment(self, kind: str, use_case: str) -> _Segment:

@@ -22,8 +22,9 @@ Backends: ``"native"`` is the TL2cgen library plus a small C shim compiled into 
 library (``looper_pipelines.serving._shim``), called directly through ctypes with no
 DMatrix and no per-call allocation. Before compilation TL2cgen's numerical split tests are
 rewritten to compare NaN directly and sibling leaves become branch-free table lookups
-(``_shim.rewrite_tree_code``: exact, same trees and summation order). For models with
-numerical splits and one output the library also gets a branch-free walk of the same trees
+(``_shim.rewrite_tree_code``: exact, same trees and summation order). For one-output
+models (binary and regression-type objectives) the library also gets a branch-free walk of
+the same trees
 (``looper_pipelines.serving.branch_free``: node tables walked 16 trees in lockstep,
 bit-identical to LightGBM), which then serves single rows, batches and varied rows: on a
 row the branch predictors have not seen it is about 2.5x faster than TL2cgen's if/else
@@ -67,11 +68,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 
 from looper_pipelines.serving import lightgbm_text
-
-try:  # one-row calls without ctypes (setup.py builds it when a C compiler is there)
-    from looper_pipelines.serving import _rowcall
-except ImportError:  # pragma: no cover - not built: the ctypes closures serve
-    _rowcall = None  # type: ignore[assignment]
 from looper_pipelines.serving._shim import (
     ABI_VERSION,
     OPTIONAL_SYMBOLS,
@@ -99,6 +95,11 @@ from looper_pipelines.serving.manifest import (
     sha256_file,
     write_manifest,
 )
+
+try:  # one-row calls without ctypes (setup.py builds it when a C compiler is there)
+    from looper_pipelines.serving import _rowcall
+except ImportError:  # pragma: no cover - not built: the ctypes closures serve
+    _rowcall = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # build-time only; never imported on the serving path
     import lightgbm
@@ -263,7 +264,7 @@ class _Native:
         vp = ctypes.c_void_p
         self.in_type = ctypes.c_double * num_feature
         self.out_type = ctypes.c_double * num_output
-        # The branch-free walk (when the library has it: numerical one-output models)
+        # The branch-free walk (when the library has it: one-output models)
         # serves single rows, batches and varied rows; TL2cgen's walk otherwise.
         self.branch_free = (
             branch_free

@@ -65,8 +65,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 TOKEN_ENV = "LOOPER_API_TOKEN"
-_I64_MIN = -MAX_SAFE_INT  # the SDK's integer range for int features
-_I64_MAX = MAX_SAFE_INT
+_INT_MIN = -MAX_SAFE_INT  # the SDK's integer range for int features
+_INT_MAX = MAX_SAFE_INT
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _CONTENT_LENGTH = b"content-length"
 
@@ -92,10 +92,11 @@ def _decision_dict(r: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- JSON parsing -------------------------------------------------------------------------
 def _wide_int(text: str) -> int | float:
-    """Integers beyond 64 bits become the float they approximate (inf beyond float range),
-    so an oversized number is judged as a value, never overflows later."""
+    """Integers outside the SDK's integer range (+-2**53) become the float they approximate
+    (inf beyond float range), so an oversized number is judged as a value (the feature
+    check rejects it, naming the field) and never overflows later."""
     n = int(text)
-    return n if _I64_MIN <= n <= _I64_MAX else float(text)
+    return n if _INT_MIN <= n <= _INT_MAX else float(text)
 
 
 def _check_text(value: Any) -> None:
@@ -326,10 +327,10 @@ class LooperHTTP:
     # -- the /v1 handlers (synchronous; errors are raised) ------------------------------------
     def _decide(self, data: Any) -> bytes:
         use_case, subject_id, features = check_decision(data)
-        d = self.client.decide_record(use_case, subject_id, features)
+        record = self.client.decide_record(use_case, subject_id, features)
         m = self.metrics.decisions
         m[use_case] = m.get(use_case, 0) + 1
-        return orjson.dumps(_decision_dict(d))
+        return orjson.dumps(_decision_dict(record))
 
     def _decide_batch(self, data: Any) -> bytes:
         """All or nothing: every item is validated (envelope, use case, features) before
