@@ -232,45 +232,6 @@ def test_the_c_feature_encoder_answers_as_the_python_one() -> None:
         assert outcome(enc.normalise_encode, not_a_dict) == outcome(enc._normalise_encode, not_a_dict)
 
 
-_WITHOUT_EXTENSIONS = """
-import sys
-for name in ("client._features", "serving._rowcall", "logs._append"):
-    sys.modules["looper_pipelines." + name] = None  # as if setup.py had not built them
-from looper_pipelines.client import LooperClient, LooperInputError
-from looper_pipelines.client import features
-from looper_pipelines.logs import read_decisions
-assert features._features is None
-home = sys.argv[1]
-with LooperClient.local(home, seed=3) as client:
-    assert type(client._engines["notification_send"].encoder.normalise_encode).__name__ == "method"
-    ids = [client.get_decision("notification_send", f"u{i}", {"tenure_days": 1.0 * i, "hour_of_day": i % 24}).decision_id
-           for i in range(200)]
-    try:
-        client.get_decision("notification_send", "u", {"tenure_days": -1.0, "hour_of_day": 3})
-    except LooperInputError as e:
-        assert e.field == "features.tenure_days", e.field
-    else:
-        raise AssertionError("a negative tenure was accepted")
-assert read_decisions(home, "notification_send")["decision_id"].to_list() == ids
-print("ok")
-"""
-
-
-def test_the_sdk_works_without_its_c_extensions(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_EXTENSIONS, str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
-
-
 def test_decide_record_returns_what_was_logged(client: LooperClient, home: Path) -> None:
     import orjson
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import subprocess
-import sys
-import sysconfig
 import threading
 import zlib
 from collections import OrderedDict
@@ -16,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from assets_tests.conftest import run_python
 from looper_pipelines.logs import LogStore, read_decisions, recover, writer
 from looper_pipelines.logs import segments as sg
 from looper_pipelines.logs.records import DECISIONS, OBSERVATIONS
@@ -29,13 +26,6 @@ def _segment_bytes(home: Path, kind: str = DECISIONS) -> list[bytes]:
     files = sorted(sg.segment_dir(home / "logs", kind, UC).glob("*.seg"))
     # stems differ between stores (process token); their sequence numbers order them
     return [f.read_bytes() for f in sorted(files, key=lambda p: p.name.split("-")[-1])]
-
-
-def test_the_c_append_is_built_where_a_compiler_and_headers_are() -> None:
-    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
-    if not (shutil.which("cc") or shutil.which("gcc")) or not headers:
-        pytest.skip("no C compiler or Python headers here: the Python append serves")
-    assert writer._append is not None, "setup.py should have built looper_pipelines.logs._append"
 
 
 @needs_c
@@ -131,12 +121,7 @@ print("ok")
 
 
 def test_the_writer_works_without_the_extension(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    out = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_EXTENSION, str(tmp_path)],
-        capture_output=True, text=True, timeout=120, cwd=root, env=env,
-    )  # fmt: skip
+    out = run_python(_WITHOUT_EXTENSION, str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 

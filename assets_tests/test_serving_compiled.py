@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import struct
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from assets_tests.conftest import run_python
 from looper_pipelines.serving import compiled as compiled_mod
 from looper_pipelines.serving._shim import (
     parse_predict,
@@ -691,10 +689,8 @@ def test_serving_import_is_light() -> None:
         "         'treelite', 'tl2cgen', 'lightgbm']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
+    out = run_python(code)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
 
 
@@ -727,15 +723,6 @@ def test_random_forest_and_awkward_feature_names(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ one-row calls in C
-
-
-def test_the_row_call_extension_is_built_where_a_compiler_and_headers_are() -> None:
-    import sysconfig
-
-    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
-    if not (shutil.which("cc") or shutil.which("gcc")) or not headers:
-        pytest.skip("no C compiler or Python headers here: the ctypes calls serve")
-    assert compiled_mod._rowcall is not None, "setup.py should have built serving._rowcall"
 
 
 @pytest.mark.skipif(compiled_mod._rowcall is None, reason="serving._rowcall is not built")
