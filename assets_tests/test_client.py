@@ -120,7 +120,8 @@ def test_multi_action_cold_start(client: LooperClient) -> None:
     assert d.action.startswith("item_") and 0 < d.propensity <= 1
     probs = client.action_probabilities("item_recommendation", [{}])
     assert probs.shape == (1, 8) and math.isclose(probs.sum(), 1.0)
-    assert probs[0, 0] == pytest.approx(0.8 + 0.2 / 8)
+    eps = client.blueprints["item_recommendation"].decision.exploration.epsilon
+    assert probs[0, 0] == pytest.approx(1 - eps + eps / 8)
 
 
 def test_the_fast_feature_path_matches_the_full_checks() -> None:

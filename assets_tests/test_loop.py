@@ -42,6 +42,7 @@ def test_gate_refuses_a_worse_challenger_and_rollback_restores(loop_run: tuple[P
     from looper_pipelines.evaluation.holdout import all_examples
     from looper_pipelines.promotion.flow import evaluate_and_promote
     from looper_pipelines.training import train_models
+    from looper_pipelines.training.registration import register_challenger
 
     home, _ = loop_run
     layout = HomeLayout.of(home)
@@ -52,10 +53,7 @@ def test_gate_refuses_a_worse_challenger_and_rollback_restores(loop_run: tuple[P
     # a challenger trained on shuffled labels
     data = all_examples(bp, layout.warehouse)
     bad = train_models(bp, data, shuffle_labels=True)
-    v = registry.log_training(UC, params={}, metrics=bad.metrics, tags={"use_case": UC, "lineage_version": bp.lineage_version,
-                                                                       "blueprint_version": bp.version},
-                              label_models={k: m.booster for k, m in bad.models.items()}, primary_label="click",
-                              example_input=data.x_with_action, feature_names=bad.feature_names)
+    v = register_challenger(registry, bp, data, bad)
     assert registry.by_alias(UC, CHALLENGER).version == v.version  # type: ignore[union-attr]
     result = evaluate_and_promote(layout, registry, bp, failed_checks=[])
     assert result["promote"] is False

@@ -23,6 +23,11 @@ class LoopError(RuntimeError):
 
 @dataclass
 class RoundReport:
+    """One round: the true value of the policy deployed after it (exploration and
+    experiment included) against the oracle and the best constant policy; the value of the
+    deployed policy's own (greedy) choice, and what exploration and the experiment arm cost
+    per decision (``greedy_value - policy_value`` is their sum)."""
+
     round: int
     policy_value: float
     oracle_value: float
@@ -34,6 +39,11 @@ class RoundReport:
     promoted: bool
     decisions: int
     days: str
+    greedy_value: float = float("nan")
+    exploration_cost: float = float("nan")
+    experiment_cost: float = float("nan")
+    epsilon: float = float("nan")
+    experiment_share: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,9 +103,12 @@ def run_loop(
         try:
             ev = sim.policy_value(partial(evaluator.action_probabilities, use_case), n=eval_subjects,
                                   day=eval_day, seed=seed)
+            greedy = sim.policy_value(partial(evaluator.action_probabilities, use_case, greedy=True),
+                                      n=eval_subjects, day=eval_day, seed=seed)
             dep = evaluator.deployment(use_case)
         finally:
             evaluator.close()
+        costs = _mixing_costs(sim, greedy.value, dep.mixing, eval_subjects, eval_day, seed)
         promoted = bool(champion) and (not reports or reports[-1].champion != champion.version)
         rep = RoundReport(
             round=r,
@@ -109,11 +122,33 @@ def run_loop(
             promoted=promoted,
             decisions=sim_report.decisions,
             days=f"{_day(start_us, day0)}..{last_day}",
+            greedy_value=float(greedy.value),
+            **costs,
         )
         reports.append(rep)
         if on_round:
             on_round(rep)
     return reports
+
+
+def _mixing_costs(sim: Any, greedy_value: float, mixing: Any, n: int, day: int, seed: int) -> dict[str, float]:
+    """Value per decision lost to exploration and to the experiment arm, from the policy's
+    linear mixture ``(1 - s) * ((1 - e) * greedy + e * uniform) + s * arms``."""
+    import numpy as np
+
+    from looper_pipelines.policies import Mixing, arm_probabilities
+
+    bp = sim.blueprint
+    k = len(bp.decision.actions)
+    mixing = mixing or Mixing.cold_start(bp)
+    eps, share = mixing.epsilon, mixing.experiment_share
+    uniform = sim.policy_value(lambda rows: np.full((len(rows), k), 1.0 / k), n=n, day=day, seed=seed).value
+    arms = greedy_value
+    if share > 0:
+        p = arm_probabilities(bp)
+        arms = sim.policy_value(lambda rows: np.tile(p, (len(rows), 1)), n=n, day=day, seed=seed).value
+    return {"exploration_cost": (1 - share) * eps * (greedy_value - uniform),
+            "experiment_cost": share * (greedy_value - arms), "epsilon": eps, "experiment_share": share}
 
 
 def _registry(orch: Any) -> Any:

@@ -28,9 +28,38 @@ class Exploration(_Strict):
 
     Binary decisions use epsilon-greedy; multi-action decisions a uniform mixture. Both are
     ``(1 - epsilon) * greedy + epsilon * uniform`` over the actions.
+
+    Exploration can decay as data grows: a model trained on ``n`` examples is served with
+    ``max(min_epsilon, epsilon * 0.5 ** (n / decay_examples))`` (the cold start, ``n = 0``,
+    with ``epsilon``). Without ``decay_examples`` the rate stays at ``epsilon``.
     """
 
     epsilon: float = Field(0.05, ge=0.0, le=1.0)
+    min_epsilon: float | None = Field(None, ge=0.0, le=1.0)
+    decay_examples: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Exploration:
+        _check_decay("epsilon", self.epsilon, self.min_epsilon, self.decay_examples)
+        return self
+
+    def epsilon_for(self, n_examples: int | float) -> float:
+        """The exploration rate of a model trained on ``n_examples`` examples."""
+        return decayed(self.epsilon, self.min_epsilon, self.decay_examples, n_examples)
+
+
+def _check_decay(name: str, start: float, floor: float | None, halve_every: int | None) -> None:
+    if floor is not None and floor > start:
+        raise ValueError(f"min_{name} {floor:g} is above {name} {start:g}")
+    if floor is not None and halve_every is None:
+        raise ValueError(f"min_{name} needs decay_examples (how fast {name} decays to it)")
+
+
+def decayed(start: float, floor: float | None, halve_every: int | None, n_examples: int | float) -> float:
+    """``start`` halved every ``halve_every`` examples, not below ``floor`` (0 when None)."""
+    if halve_every is None or n_examples <= 0:
+        return start
+    return max(floor or 0.0, start * 0.5 ** (float(n_examples) / halve_every))
 
 
 class Decision(_Strict):
@@ -117,12 +146,24 @@ class Label(_Strict):
 
 
 class Guardrail(_Strict):
-    """The label's mean under a policy may exceed its mean under always-``baseline_action``
-    by at most ``max_increase``."""
+    """A bound on a label's mean under a policy: relative, its mean may exceed its mean
+    under always-``baseline_action`` by at most ``max_increase``; absolute, it may not
+    exceed ``max_value`` (a rate cap). At least one of the two; both may be set."""
 
     label: Name
-    max_increase: float = Field(ge=0)
+    max_increase: float | None = Field(None, ge=0)
+    max_value: float | None = None
     baseline_action: Name | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Guardrail:
+        if self.max_increase is None and self.max_value is None:
+            raise ValueError("a guardrail needs max_increase (over baseline_action) or max_value (a cap)")
+        if self.max_value is not None and not math.isfinite(self.max_value):
+            raise ValueError(f"max_value must be finite, got {self.max_value}")
+        if self.baseline_action is not None and self.max_increase is None:
+            raise ValueError("baseline_action only applies to max_increase")
+        return self
 
 
 _ALLOWED_NODES = (
@@ -206,14 +247,48 @@ def linear_weights(expression: str) -> dict[str, float]:
     return weights
 
 
+class Validation(_Strict):
+    """The time-based holdout: the newest examples, which choose the number of boosting
+    rounds (early stopping) and on which challenger and champion are compared. It is sized
+    by examples: the newest ``fraction`` of them, at least ``min_examples``, never more
+    than half of all examples, and only from the newest ``max_days`` days when set. The
+    deployed model is then refitted on every example."""
+
+    fraction: float = Field(0.2, gt=0, lt=1)
+    min_examples: int = Field(1000, ge=1)
+    max_days: int | None = Field(None, ge=1)
+
+
 class ModelSpec(_Strict):
-    """One LightGBM model per label; ``task`` follows the label kind unless set."""
+    """One LightGBM model per label; ``task`` follows the label kind unless set.
+
+    ``crossfit_folds``: tuning and promotion judge policies on out-of-fold predictions
+    (each example scored by models that never saw it), from this many folds of subjects.
+
+    ``sample_weight: inverse_propensity`` weights each example by one over the probability
+    its action was logged with (capped), so that actions the logging policy rarely took
+    count in training -- and in early stopping -- as if every action had been logged
+    equally often; useful when one action dominates the logs, as a default action does."""
 
     labels: list[Name] | None = None
     params: dict[str, Any] = {}
     num_boost_round: int = Field(200, ge=1, le=20000)
     early_stopping_rounds: int = Field(20, ge=1)
-    validation_days: int = Field(1, ge=1)
+    validation: Validation = Validation()
+    crossfit_folds: int = Field(5, ge=2, le=20)
+    sample_weight: Literal["none", "inverse_propensity"] = "none"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _validation_days(cls, data: Any) -> Any:
+        """``validation_days: N`` (older blueprints) is ``validation: {max_days: N}``."""
+        if isinstance(data, dict) and "validation_days" in data:
+            data = dict(data)
+            days = data.pop("validation_days")
+            if "validation" in data:
+                raise ValueError("set validation.max_days, not both validation and validation_days")
+            data["validation"] = {"max_days": days}
+        return data
 
 
 class Parameter(_Strict):
@@ -235,17 +310,24 @@ class Policy(_Strict):
     """How scores become an action.
 
     - ``threshold``: binary: treat when the score of ``score_label`` (treatment minus
-      control) exceeds ``threshold``; multi-action: the best-scoring action.
+      control) exceeds ``threshold``; multi-action: the best-scoring action when it beats
+      the default action's score by more than ``threshold`` (else the default action).
     - ``weighted_value``: value(a) = sum over labels of weight * predicted label; parameters
       named ``weight_<label>`` override the objective's weights; binary: treat when the
-      value gained by treating exceeds ``threshold``; multi-action: the best-value action.
+      value gained by treating exceeds ``threshold``; multi-action: the best-value action
+      when it beats the default action's value by more than ``threshold``.
     - ``cate_threshold``: treat when the estimated effect on the objective exceeds ``cost``.
+
+    Tuned parameters replace the declared ``value`` only when, on examples not used to
+    choose them, their improvement has a lower ``min_improvement_confidence`` bound above
+    zero (or the declared values break a guardrail that the tuned ones keep).
     """
 
     kind: Literal["threshold", "weighted_value", "cate_threshold"]
     score_label: Name | None = None
     parameters: list[Parameter] = []
     trials: int = Field(40, ge=1, le=5000)
+    min_improvement_confidence: float = Field(0.9, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _check(self) -> Policy:
@@ -266,13 +348,22 @@ class Arm(_Strict):
 
 
 class Experiment(_Strict):
-    """A randomised experiment on a share of traffic (for causal evaluation)."""
+    """A randomised experiment on a share of traffic (for causal evaluation). Like
+    exploration, the share can decay as data grows: a model trained on ``n`` examples is
+    served with ``max(min_share, share * 0.5 ** (n / decay_examples))``."""
 
     share: float = Field(0.1, ge=0, le=1)
     arms: list[Arm] = Field(min_length=2)
+    min_share: float | None = Field(None, ge=0, le=1)
+    decay_examples: int | None = Field(None, ge=1)
+
+    def share_for(self, n_examples: int | float) -> float:
+        """The experiment's share of traffic under a model trained on ``n_examples``."""
+        return decayed(self.share, self.min_share, self.decay_examples, n_examples)
 
     @model_validator(mode="after")
     def _check(self) -> Experiment:
+        _check_decay("share", self.share, self.min_share, self.decay_examples)
         total = sum(a.probability for a in self.arms)
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"arm probabilities must sum to 1, got {total:g}")
@@ -282,10 +373,23 @@ class Experiment(_Strict):
 
 
 class Promotion(_Strict):
+    """When a challenger becomes the champion.
+
+    Always: the blocking data checks passed, ``min_examples`` examples, every guardrail
+    holds, and its policy beats the default action with a lower ``min_lift_confidence``
+    bound above zero (a cold start never promotes a policy that may be worse than the fixed
+    rule). Against a champion of the same lineage: its holdout loss is at most
+    ``max_metric_regression`` (relative) above the champion's, and its lift over the
+    champion's policy has a lower bound above ``-max_lift_regression`` (objective units per
+    decision) with a point estimate of at least zero -- 0, the default, asks for a lower
+    bound above zero; a small margin lets a challenger trained on more data replace a
+    champion it cannot yet be shown to beat, unless it is worse with confidence."""
+
     min_examples: int = Field(500, ge=0)
     max_metric_regression: float = Field(0.0, ge=0)
     min_lift_confidence: float = Field(0.9, gt=0, lt=1)
     require_positive_lift: bool = True
+    max_lift_regression: float = Field(0.0, ge=0)
 
 
 class Schedule(_Strict):
@@ -367,6 +471,13 @@ class Blueprint(_Strict):
 
     def label(self, name: str) -> Label:
         return next(lb for lb in self.labels if lb.name == name)
+
+    def guardrail_baseline(self, g: Guardrail) -> str:
+        """The action a relative guardrail compares with: its ``baseline_action``, else the
+        control of a binary decision or the default action of a multi-action one."""
+        if g.baseline_action is not None:
+            return g.baseline_action
+        return self.decision.control if self.decision.kind == "binary" else self.decision.default_action
 
     def normalised(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_defaults=False)

@@ -13,7 +13,8 @@ def print_round(rep: object, as_json: bool) -> None:
 
     assert isinstance(rep, RoundReport)
     if as_json:
-        keys = ("round", "policy_value", "oracle_value", "best_constant_value", "guardrail_value", "guardrail_bound")
+        keys = ("round", "policy_value", "oracle_value", "best_constant_value", "guardrail_value", "guardrail_bound",
+                "greedy_value", "exploration_cost", "experiment_cost", "epsilon", "promoted", "decisions")
         d = rep.to_dict()
         print(json.dumps({k: d[k] for k in keys} | {"champion": rep.champion, "policy_version": rep.policy_version}), flush=True)
         return
@@ -21,7 +22,8 @@ def print_round(rep: object, as_json: bool) -> None:
     print(f"round {rep.round} [{rep.days}, {rep.decisions} decisions]: deployed policy {rep.policy_value:.4f} | "
           f"oracle {rep.oracle_value:.4f} | best constant {rep.best_constant_value:.4f} | "
           f"{rep.share_of_oracle:.0%} of oracle, {rep.share_of_lift:.0%} of its lift | guardrail {g} | "
-          f"champion {rep.champion or '-'} policy {rep.policy_version}", flush=True)
+          f"lost to exploration {rep.exploration_cost:.4f} (epsilon {rep.epsilon:.3f}), to the experiment "
+          f"{rep.experiment_cost:.4f} | champion {rep.champion or '-'} policy {rep.policy_version}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

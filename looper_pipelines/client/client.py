@@ -169,11 +169,12 @@ class LooperClient:
         return observation_id
 
     # -- beyond the two calls --------------------------------------------------------------
-    def action_probabilities(self, use_case: str, rows: list[Mapping[str, Any]]) -> np.ndarray:
+    def action_probabilities(self, use_case: str, rows: list[Mapping[str, Any]], *, greedy: bool = False) -> np.ndarray:
         """(n, K) probability of each action (blueprint order) under the deployed stochastic
-        policy, exploration and experiment included; nothing is logged."""
+        policy, exploration and experiment included (``greedy``: one-hot, the deployed
+        policy's own choice without them); nothing is logged."""
         self._watcher.maybe_refresh()
-        return self._engine(use_case).probabilities(rows)
+        return self._engine(use_case).probabilities(rows, greedy=greedy)
 
     def refresh(self) -> None:
         """Pick up a newly published champion now rather than at the next check."""

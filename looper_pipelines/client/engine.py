@@ -13,6 +13,7 @@ from looper_pipelines.blueprints.model import Blueprint
 from looper_pipelines.client.features import FeatureEncoder
 from looper_pipelines.policies import (
     DecisionPolicy,
+    Mixing,
     arm_probabilities,
     build_policy,
     deployed_probabilities,
@@ -43,6 +44,7 @@ class Deployment:
     scorer: Scorer | None = None
     model_version: str | None = None
     policy_params: dict[str, float] = field(default_factory=dict)
+    mixing: Mixing | None = None  # exploration and experiment; None: the blueprint's cold start
 
 
 class Choice(NamedTuple):
@@ -66,9 +68,8 @@ class DecisionEngine:
         self.actions = list(d.actions)
         self.n_actions = len(self.actions)
         self.default_index = self.actions.index(d.default_action)
-        self.epsilon = d.exploration.epsilon
+        self.cold_start_mixing = Mixing.cold_start(blueprint)
         exp = blueprint.experiment
-        self.experiment_share = exp.share if exp else 0.0
         self.arms = [(a.name, self.actions.index(a.action), a.probability) for a in exp.arms] if exp else []
         # per action, as plain floats for the request path
         self.arm_action_probabilities = arm_probabilities(blueprint).tolist()
@@ -77,7 +78,7 @@ class DecisionEngine:
 
     def cold_start(self) -> Deployment:
         bp = self.blueprint
-        return Deployment(policy=build_policy(bp), policy_version=bp.policy_version)
+        return Deployment(policy=build_policy(bp), policy_version=bp.policy_version, mixing=self.cold_start_mixing)
 
     # -- one decision ---------------------------------------------------------------------
     def greedy(self, dep: Deployment, row: list[float]) -> tuple[int, dict[str, list[float]]]:
@@ -91,8 +92,9 @@ class DecisionEngine:
         dep = self.deployment
         greedy, scores = self.greedy(dep, row)
         k = self.n_actions
-        eps = self.epsilon
-        share = self.experiment_share
+        mixing = dep.mixing or self.cold_start_mixing
+        eps = mixing.epsilon
+        share = mixing.experiment_share
         rnd = self._rng.random
         arm_name: str | None = None
         arm_prob: float | None = None
@@ -123,7 +125,15 @@ class DecisionEngine:
             return np.full(rows.shape[0], self.default_index, dtype=np.int64)
         return dep.policy.choose(dep.scorer.score_many(rows))
 
-    def probabilities(self, rows: list[Mapping[str, Any]], dep: Deployment | None = None) -> np.ndarray:
-        """(n, K) probabilities of each action under the full stochastic policy."""
+    def probabilities(self, rows: list[Mapping[str, Any]], dep: Deployment | None = None,
+                      greedy: bool = False) -> np.ndarray:
+        """(n, K) probabilities of each action under the full stochastic policy (``greedy``:
+        the policy's own choice, without exploration and experiment)."""
+        dep = dep or self.deployment
         x = np.asarray(self.encoder.encode_many(rows), dtype=np.float64).reshape(len(rows), -1)
-        return deployed_probabilities(self.blueprint, self.greedy_many(x, dep))
+        choice = self.greedy_many(x, dep)
+        if greedy:
+            out = np.zeros((len(rows), self.n_actions))
+            out[np.arange(len(rows)), choice] = 1.0
+            return out
+        return deployed_probabilities(self.blueprint, choice, dep.mixing)

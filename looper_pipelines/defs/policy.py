@@ -16,17 +16,15 @@ def build_policy_assets(use_case: str) -> list[Any]:
         deps=[AssetKey([use_case, "offline_evaluation"])],
         group_name=use_case,
         kinds={"optuna", "mlflow"},
-        description="Policy parameters maximising the doubly robust objective estimate under guardrails.",
+        description="Policy parameters tuned on cross-fitted doubly robust scores under guardrails; "
+                    "accepted over the declared ones only for a held-out gain with a positive lower bound.",
     )
     def tuned_policy(context: AssetExecutionContext, looper_home: LooperHome, mlflow_tracking: MlflowTracking) -> MaterializeResult:
         from looper_pipelines.evaluation import plots
-        from looper_pipelines.evaluation.holdout import (
-            all_examples,
-            holdout,
-            logged_data,
-            tuning_and_gate,
-        )
+        from looper_pipelines.evaluation.holdout import all_examples, crossfitted_data
+        from looper_pipelines.promotion.flow import served_mixing
         from looper_pipelines.registry import CHALLENGER
+        from looper_pipelines.training.crossfit import load_crossfit
         from looper_pipelines.tuning import tune_policy
         from looper_pipelines.tuning.optuna_tuner import pareto_mask
 
@@ -35,19 +33,21 @@ def build_policy_assets(use_case: str) -> list[Any]:
         version = reg.by_alias(use_case, CHALLENGER)
         if version is None:
             raise ValueError(f"no challenger registered for {use_case}")
-        models = reg.load_label_models(version)
-        tuning, _ = tuning_and_gate(bp, holdout(bp, all_examples(bp, looper_home.layout.warehouse)))
-        result = tune_policy(bp, logged_data(bp, tuning, models), seed=0)
+        examples = all_examples(bp, looper_home.layout.warehouse)
+        crossfit = load_crossfit(reg, version, bp, examples.frame["decision_id"].to_list())
+        result = tune_policy(bp, crossfitted_data(examples, crossfit), crossfit.folds, seed=0,
+                             mixing=served_mixing(version, bp))
+        context.log.info("%s policy: %s", use_case, result.reason)
         reg.set_version_tags(use_case, version.version, {
             "policy_params": json.dumps(result.params, sort_keys=True),
             "policy_version": result.policy_version,
             "policy_value_dr": f"{result.value:.6f}",
             "policy_feasible": str(result.feasible),
+            "policy_tuned": str(result.accepted),
+            "policy_tuning": result.reason[:4000],
         })
         md: dict[str, Any] = {}
-        artifacts: dict[str, Any] = {"tuning/result.json": {"params": result.params, "value": result.value,
-                                                           "guardrails": result.guardrails, "feasible": result.feasible,
-                                                           "trials": result.trials}}
+        artifacts: dict[str, Any] = {"tuning/result.json": {**result.to_dict(), "trials": result.trials}}
         if result.trials:
             vals = np.array([t["value"] for t in result.trials])
             hist = plots.line_figure(np.arange(len(vals)), {"trial value": vals, "best so far": np.maximum.accumulate(vals)},
@@ -65,7 +65,10 @@ def build_policy_assets(use_case: str) -> list[Any]:
                 md[path.removeprefix("plots/").removesuffix(".png")] = MetadataValue.md(plots.to_markdown_image(obj))
         return MaterializeResult(metadata={
             "model_version": version.version, "policy_version": result.policy_version,
-            "params": MetadataValue.json(result.params), "value_dr": result.value,
+            "params": MetadataValue.json(result.params), "tuned_accepted": result.accepted,
+            "decision": result.reason, "declared": MetadataValue.json(result.declared),
+            "tuned": MetadataValue.json(result.tuned), "improvement": MetadataValue.json(result.improvement),
+            "uncertainty": MetadataValue.json(result.uncertainty), "value_dr": result.value,
             "guardrails": MetadataValue.json(result.guardrails), "feasible": result.feasible,
             "trials": len(result.trials), **md,
         })

@@ -1,4 +1,5 @@
-"""The time-based holdout (newest days of the mart) and its logged-data view."""
+"""The examples of a model job: all of them, the time-based holdout (the newest), and their
+logged-data views for off-policy evaluation (with a model's scores, or out of fold)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import numpy as np
 from looper_pipelines.blueprints.model import Blueprint
 from looper_pipelines.evaluation.policy_value import LoggedData
 from looper_pipelines.evaluation.scoring import action_scores
+from looper_pipelines.training.crossfit import CrossFitted
 from looper_pipelines.training.dataset import TrainingSet, encode_examples, load_training_examples
-from looper_pipelines.training.trainer import time_split
+from looper_pipelines.training.trainer import holdout_mask
 
 
 def all_examples(bp: Blueprint, warehouse: str | Path) -> TrainingSet:
@@ -20,20 +22,7 @@ def all_examples(bp: Blueprint, warehouse: str | Path) -> TrainingSet:
 
 
 def holdout(bp: Blueprint, data: TrainingSet) -> TrainingSet:
-    return data.subset(time_split(data, bp.model.validation_days))
-
-
-def tuning_and_gate(bp: Blueprint, data: TrainingSet) -> tuple[TrainingSet, TrainingSet]:
-    """Split the holdout in a fixed way: policy tuning picks parameters on a third, the
-    promotion gate judges them on the other two thirds, so the gate is not fooled by the
-    optimiser's own luck on the data it searched."""
-    import polars as pl
-
-    # by subject and time rather than by the id, whose process prefix is random: the same
-    # logs always split the same way
-    key = pl.concat_str([pl.col("subject_id"), pl.col("decided_at").cast(pl.Utf8)])
-    gate = data.frame.select((key.hash(seed=7) % 3 != 0).alias("gate"))["gate"].to_numpy()
-    return data.subset(~gate), data.subset(gate)
+    return data.subset(holdout_mask(bp, data))
 
 
 def logged_data(bp: Blueprint, data: TrainingSet, models: Mapping[str, Any]) -> LoggedData:
@@ -43,6 +32,12 @@ def logged_data(bp: Blueprint, data: TrainingSet, models: Mapping[str, Any]) -> 
         labels=data.labels,
         scores=action_scores(models, data.x, len(bp.decision.actions)),
     )
+
+
+def crossfitted_data(data: TrainingSet, cf: CrossFitted) -> LoggedData:
+    """The logged data scored out of fold (``cf`` aligned to ``data``'s rows)."""
+    return LoggedData(action=data.action.astype(np.int64), propensity=data.propensity, labels=data.labels,
+                      scores=cf.scores)
 
 
 def primary_metric(bp: Blueprint) -> str:

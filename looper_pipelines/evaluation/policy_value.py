@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from looper_pipelines.blueprints.model import Blueprint
-from looper_pipelines.ope import PolicyValue, estimate_policy_lift, estimate_policy_value
-from looper_pipelines.policies import DecisionPolicy, build_policy, deployed_probabilities
+from looper_pipelines.ope import PolicyValue, estimate_policy_value
+from looper_pipelines.policies import DecisionPolicy, Mixing, build_policy, deployed_probabilities
 
 ESTIMATORS = ("ips", "snips", "dr", "switch_dr")
 
@@ -41,16 +41,12 @@ def reward_hat(weights: Mapping[str, float], scores: Mapping[str, np.ndarray]) -
     return sum(w * np.asarray(scores[k], dtype=float) for k, w in weights.items())  # type: ignore[return-value]
 
 
-def policy_probabilities(bp: Blueprint, policy: DecisionPolicy, scores: Mapping[str, np.ndarray]) -> np.ndarray:
+def policy_probabilities(
+    bp: Blueprint, policy: DecisionPolicy, scores: Mapping[str, np.ndarray], mixing: Mixing | None = None
+) -> np.ndarray:
     """(n, K) probabilities of the policy as deployed: greedy choice mixed with the
-    blueprint's exploration and experiment."""
-    return deployed_probabilities(bp, policy.choose(scores))
-
-
-def constant_probabilities(n: int, k: int, action: int) -> np.ndarray:
-    p = np.zeros((n, k))
-    p[:, action] = 1.0
-    return p
+    blueprint's exploration and experiment (as ``mixing`` says; default: the cold start's)."""
+    return deployed_probabilities(bp, policy.choose(scores), mixing)
 
 
 def _rows(x: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -78,52 +74,13 @@ def estimate_value(
     )
 
 
-def estimate_lift(
-    data: LoggedData,
-    target: np.ndarray,
-    baseline: np.ndarray,
-    weights: Mapping[str, float],
-    estimator: str = "dr",
-    alpha: float = 0.05,
-) -> PolicyValue:
-    """value(target) - value(baseline) with a paired confidence interval."""
-    r = reward(weights, data.labels)
-    rh = reward_hat(weights, data.scores)
-    return estimate_policy_lift(
-        r,
-        data.propensity,
-        _rows(target, data.action),
-        _rows(baseline, data.action),
-        estimator=estimator,
-        reward_hat=_rows(rh, data.action),
-        target_reward_hat=(target * rh).sum(axis=1),
-        baseline_reward_hat=(baseline * rh).sum(axis=1),
-        alpha=alpha,
-    )
-
-
-def guardrail_increase(
-    bp: Blueprint, data: LoggedData, target: np.ndarray, estimator: str = "dr", alpha: float = 0.05
-) -> dict[str, PolicyValue]:
-    """Per guardrail: estimated increase of its label under the target policy over
-    always-``baseline_action`` (default: the control / default action)."""
-    out: dict[str, PolicyValue] = {}
-    k = len(bp.decision.actions)
-    for g in bp.objective.guardrails:
-        base_action = g.baseline_action or (
-            bp.decision.control if bp.decision.kind == "binary" else bp.decision.default_action
-        )
-        base = constant_probabilities(data.n, k, bp.decision.actions.index(base_action))
-        out[g.label] = estimate_lift(data, target, base, {g.label: 1.0}, estimator, alpha)
-    return out
-
-
 def evaluate_policy(
-    bp: Blueprint, data: LoggedData, params: Mapping[str, float] | None = None, alpha: float = 0.05
+    bp: Blueprint, data: LoggedData, params: Mapping[str, float] | None = None, alpha: float = 0.05,
+    mixing: Mixing | None = None,
 ) -> dict[str, PolicyValue]:
-    """The blueprint's policy (with ``params``) under every estimator, plus the logged
-    policy's observed value under the key ``logged``."""
-    target = policy_probabilities(bp, build_policy(bp, params), data.scores)
+    """The blueprint's policy (with ``params``, served with ``mixing``) under every
+    estimator, plus the logged policy's observed value under the key ``logged``."""
+    target = policy_probabilities(bp, build_policy(bp, params), data.scores, mixing)
     w = objective_weights(bp)
     out = {name: estimate_value(data, target, w, name, alpha) for name in ESTIMATORS}
     r = reward(w, data.labels)

@@ -6,6 +6,7 @@ index per row. Exploration and experiments are mixed in by the decision engine.
 """
 
 from looper_pipelines.policies.mixture import (
+    Mixing,
     arm_probabilities,
     deployed_probabilities,
     mixture_probabilities,
@@ -23,6 +24,7 @@ __all__ = [
     "CATE_KEY",
     "CateThresholdPolicy",
     "DecisionPolicy",
+    "Mixing",
     "ThresholdPolicy",
     "WeightedValuePolicy",
     "arm_probabilities",

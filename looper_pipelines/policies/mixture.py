@@ -4,9 +4,30 @@ what off-policy evaluation scores a policy by)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from looper_pipelines.blueprints.model import Blueprint
+
+
+@dataclass(frozen=True)
+class Mixing:
+    """How much randomisation a deployment mixes into its greedy choice: the exploration
+    rate and the experiment's share of traffic (both decay with the examples a model was
+    trained on, as the blueprint says)."""
+
+    epsilon: float
+    experiment_share: float
+
+    @classmethod
+    def for_examples(cls, bp: Blueprint, n_examples: int | float) -> Mixing:
+        exp = bp.experiment
+        return cls(bp.decision.exploration.epsilon_for(n_examples), exp.share_for(n_examples) if exp else 0.0)
+
+    @classmethod
+    def cold_start(cls, bp: Blueprint) -> Mixing:
+        return cls.for_examples(bp, 0)
 
 
 def arm_probabilities(bp: Blueprint) -> np.ndarray:
@@ -19,17 +40,12 @@ def arm_probabilities(bp: Blueprint) -> np.ndarray:
     return p
 
 
-def deployed_probabilities(bp: Blueprint, greedy: np.ndarray) -> np.ndarray:
+def deployed_probabilities(bp: Blueprint, greedy: np.ndarray, mixing: Mixing | None = None) -> np.ndarray:
     """(n, K) probabilities when ``greedy`` actions are served with the blueprint's
-    exploration and experiment mixed in."""
-    exp = bp.experiment
-    return mixture_probabilities(
-        greedy,
-        len(bp.decision.actions),
-        bp.decision.exploration.epsilon,
-        exp.share if exp else 0.0,
-        arm_probabilities(bp),
-    )
+    exploration and experiment mixed in (as ``mixing`` says; default: the cold start's)."""
+    m = mixing or Mixing.cold_start(bp)
+    return mixture_probabilities(greedy, len(bp.decision.actions), m.epsilon, m.experiment_share,
+                                 arm_probabilities(bp))
 
 
 def mixture_probabilities(

@@ -36,12 +36,15 @@ def _argmax(values: Sequence[float]) -> int:
 
 @dataclass(frozen=True)
 class DecisionPolicy:
-    """Base: ``kind`` binary or multi_action, ``treat``/``control`` indices for binary."""
+    """Base: ``kind`` binary or multi_action, ``treat``/``control`` indices for binary,
+    ``default`` the default action's index (a multi-action policy leaves it only for a
+    value gain above ``threshold``)."""
 
     multi_action: bool
     treat: int
     control: int
     params: dict[str, float] = field(default_factory=dict)
+    default: int = 0
 
     def value(self, scores: Scores) -> np.ndarray:  # (n, K)
         raise NotImplementedError
@@ -60,7 +63,9 @@ class DecisionPolicy:
         """Greedy action index per row."""
         v = self.value(scores)
         if self.multi_action:
-            return np.argmax(v, axis=1)
+            best = np.argmax(v, axis=1)
+            gain = v[np.arange(v.shape[0]), best] - v[:, self.default]
+            return np.where(gain > self.threshold(), best, self.default)
         gain = v[:, self.treat] - v[:, self.control]
         return np.where(gain > self.threshold(), self.treat, self.control)
 
@@ -68,7 +73,8 @@ class DecisionPolicy:
         """Greedy action index of one row (``choose`` on a batch of one, without numpy)."""
         v = self.value_one(scores)
         if self.multi_action:
-            return _argmax(v)
+            best = _argmax(v)
+            return best if v[best] - v[self.default] > self._threshold else self.default
         return self.treat if v[self.treat] - v[self.control] > self._threshold else self.control
 
 
@@ -175,7 +181,8 @@ def build_policy(bp: Blueprint, params: Mapping[str, float] | None = None) -> De
     actions = bp.decision.actions
     treat = actions.index(bp.decision.treatment) if not multi else 0
     control = actions.index(bp.decision.control) if not multi else 0
-    common = {"multi_action": multi, "treat": treat, "control": control, "params": p}
+    common = {"multi_action": multi, "treat": treat, "control": control, "params": p,
+              "default": actions.index(bp.decision.default_action)}
     kind = bp.policy.kind
     if kind == "threshold":
         return ThresholdPolicy(**common, score_label=bp.score_label)

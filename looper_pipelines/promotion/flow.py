@@ -12,6 +12,7 @@ import numpy as np
 
 from looper_pipelines.blueprints.model import Blueprint
 from looper_pipelines.home import HomeLayout
+from looper_pipelines.policies import Mixing
 from looper_pipelines.promotion.gates import decide_promotion
 from looper_pipelines.promotion.history import PromotionHistory
 from looper_pipelines.registry import CHALLENGER, CHAMPION, ModelRegistry, RegisteredVersion
@@ -28,24 +29,68 @@ def policy_version(version: RegisteredVersion, bp: Blueprint) -> str:
     return version.tags.get("policy_version", bp.policy_version)
 
 
+def served_mixing(version: RegisteredVersion | None, bp: Blueprint) -> Mixing:
+    """The exploration and experiment a version is served with (the cold start's without
+    one): fixed when it was trained, from the examples it was trained on."""
+    if version is None:
+        return Mixing.cold_start(bp)
+    default = Mixing.for_examples(bp, version.metrics.get("n_examples", 0.0))
+    tags = version.tags
+    return Mixing(float(tags.get("exploration_epsilon", default.epsilon)),
+                  float(tags.get("experiment_share", default.experiment_share)))
+
+
+def champion_scores(
+    registry: ModelRegistry, champion: RegisteredVersion, bp: Blueprint, data: Any, models: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], np.ndarray | None, str]:
+    """The champion's predictions for every action of every example, the examples to
+    compare it on (None: all) and a note saying which.
+
+    The comparison uses the examples decided after the champion was trained when there are
+    at least ``promotion.min_examples`` of them: on the examples it was chosen on, a
+    champion keeps the luck that got it promoted, and on those it was fitted on, its fit.
+    With fewer, every example is used, those it was trained on scored out of fold."""
+    from looper_pipelines.evaluation.scoring import action_scores
+    from looper_pipelines.training.crossfit import load_crossfit
+    from looper_pipelines.training.dataset import decided_at_us
+
+    scores = action_scores(models, data.x, len(bp.decision.actions))
+    cutoff = champion.tags.get("trained_through_us")
+    if cutoff is not None:
+        rows = np.flatnonzero(decided_at_us(data) > int(cutoff))
+        if rows.size >= max(bp.promotion.min_examples, 2):
+            return scores, rows, f"on the {rows.size} examples decided since it was trained"
+    ids = data.frame["decision_id"].to_list()
+    own = load_crossfit(registry, champion, bp, required=False)
+    if own is not None:
+        scores, known = own.overlay(ids, scores)
+        return scores, None, (f"on all {len(ids)} examples, too few decided since it was trained; "
+                              f"{known} scored out of fold")
+    return scores, None, "on all examples, some of which it was trained on (favouring it)"
+
+
 def evaluate_and_promote(
     layout: HomeLayout, registry: ModelRegistry, bp: Blueprint, failed_checks: list[str]
 ) -> dict[str, Any]:
+    """Judge the challenger against the champion (or, on a cold start, the default action)
+    and move the champion alias when every gate passes.
+
+    Both policies are scored on every example with the same cross-fitted doubly robust
+    scores (label models that never saw the example); the challenger's policy chooses on
+    those out-of-fold predictions, as it would on new decisions, the champion's on its own
+    models' predictions, on the examples decided since the champion was trained (see
+    ``champion_scores``); each is mixed with the exploration and experiment it is served
+    with."""
+    from looper_pipelines.evaluation.dr_scores import DRScores
     from looper_pipelines.evaluation.holdout import (
         all_examples,
+        crossfitted_data,
         holdout,
         holdout_loss,
-        logged_data,
         primary_metric,
-        tuning_and_gate,
     )
-    from looper_pipelines.evaluation.policy_value import (
-        estimate_lift,
-        guardrail_increase,
-        policy_probabilities,
-    )
-    from looper_pipelines.evaluation.scoring import action_scores
     from looper_pipelines.policies import build_policy, deployed_probabilities
+    from looper_pipelines.training.crossfit import load_crossfit
 
     uc = bp.name
     history = PromotionHistory(layout.state, uc)
@@ -55,38 +100,55 @@ def evaluate_and_promote(
     champion = registry.by_alias(uc, CHAMPION)
     if champion is not None and champion.version == challenger.version:
         return {"promote": False, "reasons": ["challenger is already the champion"], "challenger": challenger.version}
-    valid = holdout(bp, all_examples(bp, layout.warehouse))
-    ch_models = registry.load_label_models(challenger)
-    ch_loss = holdout_loss(bp, valid, ch_models)
+    data = all_examples(bp, layout.warehouse)
+    valid = holdout(bp, data)
+    metric = primary_metric(bp)
+    ch_loss = challenger.metrics.get(metric)
+    if ch_loss is None:  # older runs: the deployed models themselves on the holdout
+        ch_loss = holdout_loss(bp, valid, registry.load_label_models(challenger))
     champ_models = None
     if champion is not None and champion.tags.get("lineage_version") == bp.lineage_version:
         champ_models = registry.load_label_models(champion)
     champ_loss = holdout_loss(bp, valid, champ_models) if champ_models is not None else None
-    _, valid = tuning_and_gate(bp, valid)  # the policy is judged on rows its tuning never saw
-    logged = logged_data(bp, valid, ch_models)
-    target = policy_probabilities(bp, build_policy(bp, policy_params(challenger, bp)), logged.scores)
-    k = len(bp.decision.actions)
-    if champion is not None and champ_models is not None:
-        champ_scores = action_scores(champ_models, valid.x, k)
-        baseline = policy_probabilities(bp, build_policy(bp, policy_params(champion, bp)), champ_scores)
-    else:  # cold start: the default action, with exploration and experiment as served
-        greedy = np.full(logged.n, bp.decision.actions.index(bp.decision.default_action))
-        baseline = deployed_probabilities(bp, greedy)
+
+    crossfit = load_crossfit(registry, challenger, bp, data.frame["decision_id"].to_list())
+    logged = crossfitted_data(data, crossfit)
+    dr = DRScores.from_logged(logged)
+    target = deployed_probabilities(bp, build_policy(bp, policy_params(challenger, bp)).choose(logged.scores),
+                                    served_mixing(challenger, bp))
     alpha = 2 * (1 - bp.promotion.min_lift_confidence)
-    lift = estimate_lift(logged, target, baseline, bp.objective.weights, "dr", alpha)
-    guards = {lb: v.value for lb, v in guardrail_increase(bp, logged, target).items()}
+    weights = bp.objective.weights
+    default = np.full(logged.n, bp.decision.actions.index(bp.decision.default_action))
+    default_text = f"the default action {bp.decision.default_action!r}"
+    # the fixed rule as served on a cold start: exploration and experiment mixed in
+    default_lift = dr.lift(target, deployed_probabilities(bp, default, served_mixing(None, bp)), weights, alpha)
+    champion_lift, champion_text = None, ""
+    if champion is not None and champ_models is not None:
+        champ_scores, rows, seen = champion_scores(registry, champion, bp, data, champ_models)
+        baseline = deployed_probabilities(bp, build_policy(bp, policy_params(champion, bp)).choose(champ_scores),
+                                          served_mixing(champion, bp))
+        champion_text = f"champion {champion.version} ({seen})"
+        if rows is None:
+            champion_lift = dr.lift(target, baseline, weights, alpha)
+        else:
+            champion_lift = dr.lift(target[rows], baseline[rows], weights, alpha, rows)
+    guards = dr.guardrails(bp, target)
     decision = decide_promotion(
         bp,
         checks_passed=not failed_checks,
         failed_checks=failed_checks,
-        n_examples=int(challenger.metrics.get("n_train", 0) + challenger.metrics.get("n_valid", 0)),
-        challenger_metric=ch_loss,
+        n_examples=int(challenger.metrics.get("n_examples", challenger.metrics.get("n_train", 0)
+                                              + challenger.metrics.get("n_valid", 0))),
+        challenger_metric=float(ch_loss),
         champion_metric=champ_loss,
-        metric_name=primary_metric(bp),
-        lift_lower_bound=lift.ci_low,
-        lift_value=lift.value,
+        metric_name=metric,
+        default_lift=default_lift,
+        champion_lift=champion_lift,
         guardrails=guards,
+        default_text=default_text,
+        champion_text=champion_text,
     )
+    lift = champion_lift or default_lift
     entry = {
         "action": "promote" if decision.promote else "reject",
         "challenger": challenger.version,
@@ -95,8 +157,10 @@ def evaluate_and_promote(
         "champion": challenger.version if decision.promote else (champion.version if champion else None),
         "policy_version": policy_version(challenger, bp),
         "reasons": decision.reasons,
-        "lift": {"value": lift.value, "ci_low": lift.ci_low, "ci_high": lift.ci_high},
-        "guardrails": guards,
+        "lift": {"value": lift.value, "ci_low": lift.ci_low, "ci_high": lift.ci_high, "n": lift.n,
+                 "against": champion_text or default_text},
+        "lift_over_default": {"value": default_lift.value, "ci_low": default_lift.ci_low, "ci_high": default_lift.ci_high},
+        "guardrails": {lb: g.excess for lb, g in guards.items()},
     }
     if decision.promote:
         registry.set_alias(uc, CHAMPION, challenger.version)
@@ -162,6 +226,8 @@ def build_champion_artifact(layout: HomeLayout, registry: ModelRegistry, bp: Blu
             "model_version": champion.version,
             "policy_version": policy_version(champion, bp),
             "policy_params": policy_params(champion, bp),
+            "exploration_epsilon": served_mixing(champion, bp).epsilon,
+            "experiment_share": served_mixing(champion, bp).experiment_share,
             "blueprint_version": bp.version,
             "lineage_version": bp.lineage_version,
             "run_id": champion.run_id,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from looper_pipelines.blueprints.model import Blueprint
+from looper_pipelines.evaluation.dr_scores import GuardrailEstimate
+from looper_pipelines.ope import PolicyValue
 
 
 @dataclass(frozen=True)
@@ -38,14 +41,19 @@ def decide_promotion(
     challenger_metric: float,
     champion_metric: float | None,
     metric_name: str,
-    lift_lower_bound: float | None,
-    lift_value: float | None,
-    guardrails: dict[str, float],
+    default_lift: PolicyValue | None,
+    champion_lift: PolicyValue | None,
+    guardrails: Mapping[str, GuardrailEstimate],
+    default_text: str = "the default action",
+    champion_text: str = "the champion",
 ) -> PromotionDecision:
     """All gates as the blueprint sets them. ``*_metric`` is a loss (lower is better)
-    measured on the same holdout; the lift is the off-policy lift of the challenger's
-    policy over the champion's with its lower confidence bound."""
+    measured on the same holdout; ``default_lift`` and ``champion_lift`` are the off-policy
+    lifts of the challenger's policy over the default action's and over the champion's
+    (None on a cold start), with two-sided ``min_lift_confidence`` intervals; guardrails
+    are the challenger's estimates."""
     p = bp.promotion
+    conf = f"lower {p.min_lift_confidence:.0%} bound"
     gates = [
         GateResult("checks", checks_passed, "all blocking checks passed" if checks_passed else f"failed: {failed_checks}"),
         GateResult("examples", n_examples >= p.min_examples, f"{n_examples} examples (minimum {p.min_examples})"),
@@ -62,23 +70,30 @@ def decide_promotion(
             )
         )
     if p.require_positive_lift:
-        if lift_lower_bound is None:
+        if default_lift is None or not math.isfinite(default_lift.ci_low):
             gates.append(GateResult("lift", False, "no off-policy lift estimate"))
         else:
-            gates.append(
-                GateResult(
-                    "lift",
-                    lift_lower_bound > 0,
-                    f"objective lift {lift_value:+.5f}, lower {p.min_lift_confidence:.0%} bound {lift_lower_bound:+.5f}",
-                )
-            )
+            gates.append(GateResult("lift", default_lift.ci_low > 0,
+                                    f"objective lift over {default_text} {default_lift.value:+.5f}, "
+                                    f"{conf} {default_lift.ci_low:+.5f} (must be above 0)"))
+    if champion_lift is not None:
+        margin = p.max_lift_regression
+        ok = math.isfinite(champion_lift.ci_low) and champion_lift.ci_low > -margin
+        if margin > 0:
+            ok = ok and champion_lift.value >= 0
+            rule = f"must be above {-margin:+.5f}, with the estimate at least 0"
+        else:
+            rule = "must be above 0"
+        gates.append(GateResult("lift_over_champion", ok,
+                                f"objective lift over {champion_text} {champion_lift.value:+.5f}, "
+                                f"{conf} {champion_lift.ci_low:+.5f} ({rule})"))
     for g in bp.objective.guardrails:
-        inc = guardrails.get(g.label, math.nan)
+        est = guardrails.get(g.label)
         gates.append(
             GateResult(
                 f"guardrail_{g.label}",
-                math.isfinite(inc) and inc <= g.max_increase,
-                f"increase {inc:+.5f} (bound {g.max_increase:+.5f})",
+                est is not None and est.holds,
+                est.describe(g.max_increase, g.max_value) if est is not None else "no estimate",
             )
         )
     return PromotionDecision(all(g.passed for g in gates), gates)

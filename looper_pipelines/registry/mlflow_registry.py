@@ -162,6 +162,26 @@ class ModelRegistry:
                 run_id=version.run_id, artifact_path=LABEL_MODELS, tracking_uri=self.tracking_uri))
         return {p.stem: lgb.Booster(model_file=str(p)) for p in sorted(local.glob("*.txt"))}
 
+    def log_table(self, run_id: str, path: str, frame: Any) -> None:
+        """Log a Polars frame as a Parquet artifact ``path`` of the run."""
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(path).name
+            frame.write_parquet(local)
+            with self._fluent():
+                self.client.log_artifact(run_id, str(local), str(Path(path).parent) if "/" in path else None)
+
+    def load_table(self, version: RegisteredVersion, path: str) -> Any:
+        """A Parquet artifact of the version's run as a Polars frame (None when absent)."""
+        import polars as pl
+
+        try:
+            with self._fluent():
+                local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=path,
+                                                            tracking_uri=self.tracking_uri)
+        except (MlflowException, OSError):
+            return None
+        return pl.read_parquet(local)
+
     def log_to_run(self, run_id: str, metrics: dict[str, float], artifacts: dict[str, Any]) -> None:
         with self._fluent(), mlflow.start_run(run_id=run_id):
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from looper_pipelines.home import HomeLayout
-from looper_pipelines.policies import build_policy
+from looper_pipelines.policies import Mixing, build_policy
 
 try:  # every label's model on one row in one call (setup.py builds it with a C compiler)
     from looper_pipelines.serving import _rowcall
@@ -119,12 +119,16 @@ def load_deployment(layout: HomeLayout, engine: Any, version: str) -> Any:
         )
     models = {label: CompiledModel.load(folder / rel) for label, rel in meta["models"].items()}
     params = {k: float(v) for k, v in meta.get("policy_params", {}).items()}
+    cold = Mixing.cold_start(bp)
+    mixing = Mixing(float(meta.get("exploration_epsilon", cold.epsilon)),
+                    float(meta.get("experiment_share", cold.experiment_share)))
     return Deployment(
         policy=build_policy(bp, params),
         policy_version=meta["policy_version"],
         scorer=ActionScorer(models, engine.n_actions, len(bp.features)),
         model_version=str(meta["model_version"]),
         policy_params=params,
+        mixing=mixing,
     )
 
 

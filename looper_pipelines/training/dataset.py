@@ -90,3 +90,17 @@ def encode_examples(bp: Blueprint, frame: pl.DataFrame) -> TrainingSet:
         day=frame["decision_date"].cast(pl.Date).cast(pl.Int32).to_numpy(),
         frame=frame,
     )
+
+
+def decided_at_us(data: TrainingSet) -> np.ndarray:
+    """Decision times in epoch microseconds (the day's midnight when the frame has none)."""
+    frame = data.frame
+    if "decided_at" in frame.columns and frame.height == len(data):
+        t = frame["decided_at"]
+        return (t.dt.epoch("us") if t.dtype.is_temporal() else t.cast(pl.Int64)).to_numpy()
+    return data.day.astype(np.int64) * 86_400_000_000
+
+
+def trained_through_us(data: TrainingSet) -> int:
+    """The newest decision a model trained on ``data`` has seen (epoch microseconds)."""
+    return int(decided_at_us(data).max())

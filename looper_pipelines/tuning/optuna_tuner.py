@@ -1,115 +1,225 @@
-"""Optuna over the blueprint's policy parameters: maximise the doubly robust estimate of
-the objective, with guardrails as constraints (TPE with ``constraints_func``)."""
+"""Optuna over the blueprint's policy parameters, judged on cross-fitted doubly robust
+scores, and accepted only for an improvement the data supports.
+
+1. A search (TPE, guardrails as constraints) maximises the lower confidence bound of a
+   candidate's lift over the declared parameters, so it departs from them only for a gain
+   the data supports rather than for the largest, possibly lucky, point estimate.
+2. The search is cross-validated: for each fold of examples it runs on the other folds,
+   and the parameters it picks there are scored on the fold it never saw. Those held-out
+   scores give an honest estimate of what tuning gains over the declared parameters.
+3. The parameters found on all examples replace the declared ones only when that honest
+   gain has a lower ``policy.min_improvement_confidence`` bound above zero (or the declared
+   parameters break a guardrail that the tuned ones keep, held out as well). Otherwise the
+   declared parameters stay, and the result says why.
+
+The scores (``DRScores``) come from label models that never saw the example they score,
+and the policies choose on those models' predictions, as a deployed policy would on new
+decisions.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from looper_pipelines.blueprints.model import Blueprint
-from looper_pipelines.evaluation.policy_value import (
-    LoggedData,
-    estimate_lift,
-    estimate_value,
-    guardrail_increase,
-    objective_weights,
-    policy_probabilities,
-)
-from looper_pipelines.policies import build_policy
+from looper_pipelines.evaluation.dr_scores import DRScores, guardrail_from_terms, mean_interval
+from looper_pipelines.evaluation.policy_value import LoggedData, objective_weights
+from looper_pipelines.policies import Mixing, build_policy, deployed_probabilities
+
+# the search ranks candidates by a one-sided 90% lower bound of their lift
+SELECTION_ALPHA = 0.2
 
 
 @dataclass
 class TuningResult:
-    params: dict[str, float]
-    value: float
-    guardrails: dict[str, float]
-    feasible: bool
-    trials: list[dict[str, float]] = field(default_factory=list)
+    params: dict[str, float]  # what serves: the tuned values when accepted, else the declared ones
+    accepted: bool
+    reason: str
+    declared: dict[str, float]
+    tuned: dict[str, float]  # the search's choice on all examples
+    value: float  # cross-fitted DR value of ``params`` (deployed, with exploration)
+    guardrails: dict[str, float]  # per guardrail label: its increase (or mean, for a cap) under ``params``
+    feasible: bool  # ``params`` keep every guardrail (point estimates)
+    improvement: dict[str, float] = field(default_factory=dict)  # held-out gain of tuning over declared
+    fold_params: list[dict[str, float]] = field(default_factory=list)
+    trials: list[dict[str, float]] = field(default_factory=list)  # of the search on all examples
 
     @property
     def policy_version(self) -> str:
         raw = json.dumps({"params": self.params}, sort_keys=True).encode()
         return "p" + hashlib.sha256(raw).hexdigest()[:11]
 
+    @property
+    def uncertainty(self) -> dict[str, dict[str, float]]:
+        """Spread of each parameter over the per-fold searches."""
+        out: dict[str, dict[str, float]] = {}
+        for name in self.declared:
+            vals = np.array([p[name] for p in self.fold_params if name in p])
+            if vals.size:
+                out[name] = {"min": float(vals.min()), "max": float(vals.max()),
+                             "std": float(vals.std(ddof=1)) if vals.size > 1 else 0.0}
+        return out
 
-# one-sided 90% lower bound of the lift over the blueprint's own parameters
-SELECTION_ALPHA = 0.2
-
-
-def _evaluate(
-    bp: Blueprint, data: LoggedData, params: dict[str, float], reference: np.ndarray
-) -> tuple[float, float, dict[str, float]]:
-    """DR value of the policy, the lower bound of its lift over the reference policy, and
-    the guardrail increases."""
-    target = policy_probabilities(bp, build_policy(bp, params), data.scores)
-    w = objective_weights(bp)
-    value = estimate_value(data, target, w, "dr").value
-    lift_low = estimate_lift(data, target, reference, w, "dr", SELECTION_ALPHA).ci_low
-    guards = {k: v.value for k, v in guardrail_increase(bp, data, target, "dr").items()}
-    return value, lift_low, guards
-
-
-def _violation(bp: Blueprint, guards: dict[str, float]) -> list[float]:
-    return [guards[g.label] - g.max_increase for g in bp.objective.guardrails]
+    def to_dict(self) -> dict[str, Any]:
+        return {"params": self.params, "accepted": self.accepted, "reason": self.reason, "declared": self.declared,
+                "tuned": self.tuned, "value": self.value, "guardrails": self.guardrails, "feasible": self.feasible,
+                "improvement": self.improvement, "fold_params": self.fold_params, "uncertainty": self.uncertainty}
 
 
-def tune_policy(bp: Blueprint, data: LoggedData, seed: int = 0, n_trials: int | None = None) -> TuningResult:
-    """Feasible parameters with the best lower confidence bound on their lift over the
-    blueprint's own values (trial 0), so the search departs from the defaults only for a
-    gain the data supports rather than for the largest, possibly lucky, point estimate."""
+class _Judge:
+    """Policies' deployed probabilities and their DR terms on a set of examples."""
+
+    def __init__(self, bp: Blueprint, data: LoggedData, dr: DRScores, mixing: Mixing | None) -> None:
+        self.bp = bp
+        self.scores = data.scores
+        self.dr = dr
+        self.mixing = mixing
+        self.weights = objective_weights(bp)
+        self.objective = dr.combined(self.weights)
+
+    def probs(self, params: dict[str, float], rows: np.ndarray | None = None) -> np.ndarray:
+        scores = self.scores if rows is None else {k: v[rows] for k, v in self.scores.items()}
+        return deployed_probabilities(self.bp, build_policy(self.bp, params).choose(scores), self.mixing)
+
+    def terms(self, probs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        g = self.objective if rows is None else self.objective[rows]
+        return (probs * g).sum(axis=1)
+
+    def guard(self, probs: np.ndarray, rows: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {g.label: self.dr.guardrail_terms(self.bp, g.label, probs, rows) for g in self.bp.objective.guardrails}
+
+
+def _excess(bp: Blueprint, terms: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    return {label: guardrail_from_terms(bp, label, v, inc).excess for label, (v, inc) in terms.items()}
+
+
+def _guard_values(bp: Blueprint, terms: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    out = {}
+    for g in bp.objective.guardrails:
+        value, increase = terms[g.label]
+        out[g.label] = float((increase if g.max_increase is not None else value).mean())
+    return out
+
+
+def _search(judge: _Judge, rows: np.ndarray | None, declared: dict[str, float], n_trials: int,
+            seed: int) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """The feasible parameters with the best lower bound of their lift over ``declared`` on
+    ``rows`` (ties: the higher point estimate); the declared values win ties at zero."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    params_spec = bp.policy.parameters
-    n_trials = n_trials or bp.policy.trials
-    reference = policy_probabilities(bp, build_policy(bp, bp.policy.values), data.scores)
-    if not params_spec:
-        value, _, guards = _evaluate(bp, data, {}, reference)
-        ok = all(v <= 0 for v in _violation(bp, guards))
-        return TuningResult({}, value, guards, ok, [{"value": value, **guards}])
+    bp = judge.bp
+    spec = bp.policy.parameters
+    reference = judge.terms(judge.probs(declared, rows), rows)
 
     def objective(trial: optuna.Trial) -> float:
-        params = {p.name: trial.suggest_float(p.name, p.low, p.high) for p in params_spec}
-        value, lift_low, guards = _evaluate(bp, data, params, reference)
-        trial.set_user_attr("lift_low", lift_low)
-        trial.set_user_attr("guardrails", guards)
-        violations = _violation(bp, guards)
-        trial.set_user_attr("constraints", violations)
-        for g, v in zip(bp.objective.guardrails, violations, strict=True):
-            trial.set_constraint(f"guardrail_{g.label}", v)  # feasible when <= 0
-        return value
+        params = {p.name: trial.suggest_float(p.name, p.low, p.high) for p in spec}
+        probs = judge.probs(params, rows)
+        t = judge.terms(probs, rows)
+        lift = mean_interval(t - reference, SELECTION_ALPHA)
+        guard = judge.guard(probs, rows)
+        excess = _excess(bp, guard)
+        trial.set_user_attr("value", float(t.mean()))
+        trial.set_user_attr("lift", lift.value)
+        trial.set_user_attr("constraints", [excess[g.label] for g in bp.objective.guardrails])
+        trial.set_user_attr("guardrails", _guard_values(bp, guard))
+        return lift.ci_low if np.isfinite(lift.ci_low) else 0.0
 
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, n_trials))
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, n_trials),
+                                         constraints_func=lambda t: t.user_attrs.get("constraints", []))
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.enqueue_trial(bp.policy.values)
+    study.enqueue_trial(declared)
     study.optimize(objective, n_trials=n_trials)
-    trials = []
-    best = None
+    trials, best, best_key = [], None, None
     for t in study.trials:
         if t.value is None:
             continue
         feasible = all(c <= 0 for c in t.user_attrs["constraints"])
-        trials.append({"number": t.number, "value": t.value, "lift_low": t.user_attrs["lift_low"],
-                       "feasible": float(feasible), **t.params,
+        trials.append({"number": t.number, "value": t.user_attrs["value"], "lift_low": t.value,
+                       "lift": t.user_attrs["lift"], "feasible": float(feasible), **t.params,
                        **{f"guardrail_{k}": v for k, v in t.user_attrs["guardrails"].items()}})
-        key = (t.user_attrs["lift_low"], t.value)
-        if feasible and (best is None or key > (best.user_attrs["lift_low"], best.value)):
-            best = t
-    if best is None:  # nothing feasible: least violating
+        key = (feasible, t.value, t.user_attrs["value"])
+        if best_key is None or key > best_key:
+            best, best_key = t, key
+    assert best is not None
+    if best.number != 0 and best_key is not None and best_key[1] <= 0 and trials[0]["feasible"]:
+        best = study.trials[0]  # nothing beats the declared values with confidence
+    if best_key is not None and not best_key[0]:  # nothing feasible: the least violating
         best = min((t for t in study.trials if t.value is not None), key=lambda t: max(t.user_attrs["constraints"] or [0]))
-        feasible = False
-    else:
-        feasible = True
-    return TuningResult(
-        params={k: float(v) for k, v in best.params.items()},
-        value=float(best.value),
-        guardrails=dict(best.user_attrs["guardrails"]),
-        feasible=feasible,
-        trials=trials,
-    )
+    return {k: float(v) for k, v in best.params.items()}, trials
+
+
+def tune_policy(
+    bp: Blueprint,
+    data: LoggedData,
+    folds: np.ndarray,
+    *,
+    seed: int = 0,
+    n_trials: int | None = None,
+    mixing: Mixing | None = None,
+) -> TuningResult:
+    """Tune the policy parameters on cross-fitted data (``data.scores`` out of fold,
+    ``folds`` the fold of each example) and decide whether the tuned values replace the
+    declared ones. ``mixing``: the exploration and experiment the policy will be served with."""
+    dr = DRScores.from_logged(data)
+    judge = _Judge(bp, data, dr, mixing)
+    declared = dict(bp.policy.values)
+    n_trials = n_trials or bp.policy.trials
+    declared_probs = judge.probs(declared)
+    declared_guard = judge.guard(declared_probs)
+    declared_ok = all(v <= 0 for v in _excess(bp, declared_guard).values())
+
+    def result(params: dict[str, float], accepted: bool, reason: str, tuned: dict[str, float], **kw: Any) -> TuningResult:
+        probs = declared_probs if params == declared else judge.probs(params)
+        guard = judge.guard(probs)
+        return TuningResult(params=params, accepted=accepted, reason=reason, declared=declared, tuned=tuned,
+                            value=float(judge.terms(probs).mean()), guardrails=_guard_values(bp, guard),
+                            feasible=all(v <= 0 for v in _excess(bp, guard).values()), **kw)
+
+    if not bp.policy.parameters:
+        return result(declared, False, "the blueprint declares no tunable parameters", declared)
+
+    # held out: each fold judged with the parameters searched on the other folds
+    n = data.n
+    held = np.zeros(n)
+    held_guard = {g.label: (np.zeros(n), np.zeros(n)) for g in bp.objective.guardrails}
+    fold_params: list[dict[str, float]] = []
+    for j in np.unique(folds):
+        test = folds == j
+        train = ~test
+        if train.sum() < 2:
+            continue
+        params_j, _ = _search(judge, np.flatnonzero(train), declared, n_trials, seed + int(j) + 1)
+        fold_params.append(params_j)
+        probs_j = judge.probs(params_j, np.flatnonzero(test))
+        held[test] = judge.terms(probs_j, np.flatnonzero(test)) - judge.terms(declared_probs[test], np.flatnonzero(test))
+        for label, (v, inc) in judge.guard(probs_j, np.flatnonzero(test)).items():
+            held_guard[label][0][test] = v
+            held_guard[label][1][test] = inc
+    confidence = bp.policy.min_improvement_confidence
+    gain = mean_interval(held, 2 * (1 - confidence))
+    held_ok = all(guardrail_from_terms(bp, label, v, inc).holds for label, (v, inc) in held_guard.items())
+    improvement = {"value": gain.value, "ci_low": gain.ci_low, "ci_high": gain.ci_high, "n": float(gain.n),
+                   "confidence": confidence}
+
+    tuned, trials = _search(judge, None, declared, n_trials, seed)
+    tuned_ok = all(v <= 0 for v in _excess(bp, judge.guard(judge.probs(tuned))).values())
+    kw = {"improvement": improvement, "fold_params": fold_params, "trials": trials}
+    gain_text = f"held-out gain {gain.value:+.5f}, lower {confidence:.0%} bound {gain.ci_low:+.5f}"
+    if tuned == declared:
+        return result(declared, False, f"kept the declared parameters: the search found no gain it could support ({gain_text})", tuned, **kw)
+    if not tuned_ok or not held_ok:
+        return result(declared, False, f"kept the declared parameters: the tuned ones break a guardrail on held-out data ({gain_text})", tuned, **kw)
+    if gain.ci_low > 0:
+        return result(tuned, True, f"tuned parameters accepted: {gain_text}", tuned, **kw)
+    if not declared_ok:
+        return result(tuned, True, f"tuned parameters accepted: the declared ones break a guardrail that the tuned ones keep ({gain_text})", tuned, **kw)
+    return result(declared, False, f"kept the declared parameters: the gain of tuning is not significant ({gain_text})", tuned, **kw)
 
 
 def pareto_mask(values: np.ndarray, costs: np.ndarray) -> np.ndarray:
