@@ -381,8 +381,8 @@ class Promotion(_Strict):
     rule). Against a champion of the same lineage: its holdout loss is at most
     ``max_metric_regression`` (relative) above the champion's, and its lift over the
     champion's policy has a lower bound above ``-max_lift_regression`` (objective units per
-    decision) with a point estimate of at least zero -- 0, the default, asks for a lower
-    bound above zero; a small margin lets a challenger trained on more data replace a
+    decision) with a point estimate above zero -- 0, the default, asks for a lower bound
+    above zero; a small margin lets a challenger trained on more data replace a
     champion it cannot yet be shown to beat, unless it is worse with confidence."""
 
     min_examples: int = Field(500, ge=0)

@@ -47,6 +47,12 @@ def cmd_loop(args: argparse.Namespace) -> int:
     return loop_cmd.run(args)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from looper_pipelines.cli import run_cmd
+
+    return run_cmd.run(args)
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from looper_pipelines.cli import champion_cmd
 

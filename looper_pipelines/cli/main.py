@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--json", action="store_true", help="one JSON object per round")
     _add_home(lp)
 
+    rn = sub.add_parser("run", help="from logs to a published champion: the data job over days, then the model job",
+                        description="Run a use case's data job over a range of days (default: every day with logged "
+                        "decisions), then its model job; print every promotion gate's verdict. Exit 0 when a "
+                        "challenger was promoted, 3 when a gate kept it out, 2 on errors.")
+    rn.add_argument("--use-case", required=True)
+    rn.add_argument("--from", dest="from_day", default=None, help="first day, YYYY-MM-DD (default: the first logged)")
+    rn.add_argument("--to", dest="to_day", default=None, help="last day, YYYY-MM-DD (default: the last logged)")
+    _add_home(rn)
+
     pr = sub.add_parser("promote", help="make a version the champion by hand (override the gates)")
     pr.add_argument("--use-case", required=True)
     pr.add_argument("--reason", required=True)

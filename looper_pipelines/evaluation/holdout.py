@@ -45,13 +45,16 @@ def primary_metric(bp: Blueprint) -> str:
     return f"{lb}.log_loss" if bp.label(lb).kind == "binary" else f"{lb}.rmse"
 
 
-def holdout_loss(bp: Blueprint, data: TrainingSet, models: Mapping[str, Any]) -> float:
-    """The primary holdout metric (lower is better) of ``models`` on ``data``."""
+def logged_action_loss(bp: Blueprint, data: TrainingSet, scores: Mapping[str, np.ndarray],
+                       rows: np.ndarray | None = None) -> float:
+    """The primary metric (lower is better) of per-action predictions ``scores`` at the
+    logged actions of ``data`` (on ``rows``, all when None)."""
     from looper_pipelines.training.trainer import binary_metrics, regression_metrics
 
     lb = bp.score_label
-    p = models[lb].predict(data.x_with_action)
-    y = data.labels[lb]
+    idx = np.arange(len(data)) if rows is None else rows
+    p = np.asarray(scores[lb])[idx, data.action[idx]]
+    y = data.labels[lb][idx]
     if bp.label(lb).kind == "binary":
         return binary_metrics(y, p)["log_loss"]
     return regression_metrics(y, p)["rmse"]

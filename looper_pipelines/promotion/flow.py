@@ -85,8 +85,7 @@ def evaluate_and_promote(
     from looper_pipelines.evaluation.holdout import (
         all_examples,
         crossfitted_data,
-        holdout,
-        holdout_loss,
+        logged_action_loss,
         primary_metric,
     )
     from looper_pipelines.policies import build_policy, deployed_probabilities
@@ -101,15 +100,10 @@ def evaluate_and_promote(
     if champion is not None and champion.version == challenger.version:
         return {"promote": False, "reasons": ["challenger is already the champion"], "challenger": challenger.version}
     data = all_examples(bp, layout.warehouse)
-    valid = holdout(bp, data)
     metric = primary_metric(bp)
-    ch_loss = challenger.metrics.get(metric)
-    if ch_loss is None:  # older runs: the deployed models themselves on the holdout
-        ch_loss = holdout_loss(bp, valid, registry.load_label_models(challenger))
     champ_models = None
     if champion is not None and champion.tags.get("lineage_version") == bp.lineage_version:
         champ_models = registry.load_label_models(champion)
-    champ_loss = holdout_loss(bp, valid, champ_models) if champ_models is not None else None
 
     crossfit = load_crossfit(registry, challenger, bp, data.frame["decision_id"].to_list())
     logged = crossfitted_data(data, crossfit)
@@ -123,11 +117,16 @@ def evaluate_and_promote(
     # the fixed rule as served on a cold start: exploration and experiment mixed in
     default_lift = dr.lift(target, deployed_probabilities(bp, default, served_mixing(None, bp)), weights, alpha)
     champion_lift, champion_text = None, ""
+    ch_loss = logged_action_loss(bp, data, logged.scores)
+    champ_loss = None
     if champion is not None and champ_models is not None:
         champ_scores, rows, seen = champion_scores(registry, champion, bp, data, champ_models)
         baseline = deployed_probabilities(bp, build_policy(bp, policy_params(champion, bp)).choose(champ_scores),
                                           served_mixing(champion, bp))
         champion_text = f"champion {champion.version} ({seen})"
+        # both sides out of sample: the challenger out of fold, the champion on examples it did not see
+        ch_loss = logged_action_loss(bp, data, logged.scores, rows)
+        champ_loss = logged_action_loss(bp, data, champ_scores, rows)
         if rows is None:
             champion_lift = dr.lift(target, baseline, weights, alpha)
         else:

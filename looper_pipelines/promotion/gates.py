@@ -66,7 +66,8 @@ def decide_promotion(
             GateResult(
                 "holdout_metric",
                 challenger_metric <= bound,
-                f"{metric_name} {challenger_metric:.5f} vs champion {champion_metric:.5f} (allowed up to {bound:.5f})",
+                f"{metric_name} out of sample {challenger_metric:.5f} vs champion {champion_metric:.5f} "
+                f"(allowed up to {bound:.5f})",
             )
         )
     if p.require_positive_lift:
@@ -80,8 +81,8 @@ def decide_promotion(
         margin = p.max_lift_regression
         ok = math.isfinite(champion_lift.ci_low) and champion_lift.ci_low > -margin
         if margin > 0:
-            ok = ok and champion_lift.value >= 0
-            rule = f"must be above {-margin:+.5f}, with the estimate at least 0"
+            ok = ok and champion_lift.value > 0
+            rule = f"must be above {-margin:+.5f}, with the estimate above 0"
         else:
             rule = "must be above 0"
         gates.append(GateResult("lift_over_champion", ok,
