@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from looper_pipelines.logs import read_decisions, read_observations
 from looper_pipelines.logs.importer import (
     ImportReport,
     LogImportError,
+    event_observation_id,
     import_logs,
     load_mapping,
     observation_id,
@@ -628,3 +632,473 @@ def test_float_reward_values_are_kept(tmp_path: Path) -> None:
     obs = read_observations(home, "toy_offers")
     assert obs.select("name", "value").rows() == [("revenue", -0.5)]
     assert math.isclose(read_decisions(home, "toy_offers").get_column("propensity")[0], 1.0)
+
+
+# -- own decision ids, reward timestamps and observation files -----------------------------
+T0_MS = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
+DAY_MS = 86_400_000
+OWN = {"decision_id": "did", "reward_timestamps": {"click": "c_at", "revenue": "r_at"}}
+EVENTS = {"decision_id": "decision", "name": "event", "value": "amount", "timestamp": "at",
+          "timestamp_format": "%Y-%m-%d %H:%M:%S%.f"}
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _toy_frame(ids: list[str] | None = None) -> pl.DataFrame:
+    """Four decisions of toy_offers with their own ids and the times of their rewards (all
+    text, as read from a CSV): a click 2 s after decision 1; revenue 10 days after decision 1
+    and 1 hour after decision 4; a real 0 revenue (an observation) 5 s after decision 3."""
+    ms = [T0_MS + i * 1000 for i in range(4)]
+    cols: dict[str, list[str | None]] = {
+        "ts": [str(t) for t in ms],
+        "did": ids or ["ext-a", "ext-b", "007", "ext-d"],
+        "act": ["send", "hold", "send", "hold"],
+        "p": ["0.5", "0.5", "0.9", "0.5"],
+        "s": ["0.25", "", "1", "2"],
+        "v": ["true", "false", "true", "false"],
+        "seg": ["007", "b", "b", "007"],
+        "c": ["1", "0", "0", ""],
+        "c_at": [str(ms[0] + 2000), "", "", ""],
+        "r": ["2.5", "", "0", "1"],
+        "r_at": [str(ms[0] + 10 * DAY_MS), "", str(ms[2] + 5000), str(ms[3] + 3_600_000)],
+        "user": ["u1", "u2", "u3", "u4"],
+        "arm": ["", "", "", ""],
+    }
+    return pl.DataFrame(cols, schema=dict.fromkeys(cols, pl.Utf8))
+
+
+def _toy_csv(tmp_path: Path, name: str = "toy.csv", ids: list[str] | None = None,
+             **edits: tuple[int, str | None]) -> Path:
+    df = _toy_frame(ids)
+    for col, (i, value) in edits.items():
+        vals = df.get_column(col).to_list()
+        vals[i] = value
+        df = df.with_columns(pl.Series(col, vals, dtype=pl.Utf8))
+    path = tmp_path / name
+    df.write_csv(path)
+    return path
+
+
+def _events_csv(tmp_path: Path, rows: list[tuple[str, str, str, int]], name: str = "events.csv") -> Path:
+    """An observation file: (decision id, label, value, time in ms) per row."""
+    path = tmp_path / name
+    pl.DataFrame(
+        {
+            "decision": [r[0] for r in rows],
+            "event": [r[1] for r in rows],
+            "amount": [r[2] for r in rows],
+            "at": [_iso(r[3]) for r in rows],
+        }
+    ).write_csv(path)
+    return path
+
+
+def _own_mapping(tmp_path: Path, **changes: Any) -> tuple[Path, dict[str, Any]]:
+    bp, mapping = _toy(tmp_path)
+    mapping = mapping | OWN | {"observations": dict(EVENTS)}
+    for k, v in changes.items():
+        if v is None:
+            mapping.pop(k, None)
+        else:
+            mapping[k] = v
+    return bp, mapping
+
+
+def _toy_fails(home: Path, bp: Path, mapping: Any, files: list[Path], observation_files: Sequence[Path] = (),
+               use_case: str = "toy_offers") -> LogImportError:
+    """The import fails, and nothing at all was written."""
+    with pytest.raises(LogImportError) as ei:
+        import_logs(home, use_case, bp, mapping, files, observation_files=observation_files)
+    assert read_decisions(home, use_case).height == 0
+    assert read_observations(home, use_case).height == 0
+    assert read_ledger(home) == []
+    assert not (home / "blueprints" / f"{use_case}.yaml").exists()
+    return ei.value
+
+
+def test_own_decision_ids_and_reward_timestamps_are_kept(tmp_path: Path) -> None:
+    bp, mapping = _own_mapping(tmp_path)
+    path = _toy_csv(tmp_path)
+    home = tmp_path / "home"
+    report = import_logs(home, "toy_offers", bp, mapping, [path])
+    assert report.observations == {"click": 1, "revenue": 3}
+
+    dec = read_decisions(home, "toy_offers").sort("timestamp")
+    assert dec.get_column("decision_id").to_list() == ["ext-a", "ext-b", "007", "ext-d"]  # zeros kept
+    assert dec.get_column("subject_id").to_list() == ["u1", "u2", "u3", "u4"]
+
+    obs = read_observations(home, "toy_offers")
+    got = sorted(
+        (r["decision_id"], r["name"], r["value"], r["timestamp"].timestamp() * 1000)
+        for r in obs.iter_rows(named=True)
+    )
+    assert got == sorted([
+        ("ext-a", "click", 1.0, T0_MS + 2000),
+        ("ext-a", "revenue", 2.5, T0_MS + 10 * DAY_MS),  # observed ten days later: stamped then
+        ("007", "revenue", 0.0, T0_MS + 2000 + 5000),
+        ("ext-d", "revenue", 1.0, T0_MS + 3000 + 3_600_000),
+    ])
+    sha = read_ledger(home)[0]["sha256"]
+    assert set(obs.get_column("observation_id")) == {
+        observation_id("toy_offers", sha, 1, "click"), observation_id("toy_offers", sha, 1, "revenue"),
+        observation_id("toy_offers", sha, 3, "revenue"), observation_id("toy_offers", sha, 4, "revenue"),
+    }
+
+
+def test_reward_timestamps_only_for_some_labels(tmp_path: Path) -> None:
+    # a label without a timestamp column keeps the fixed delay after the decision
+    bp, mapping = _own_mapping(tmp_path, reward_timestamps={"revenue": "r_at"}, observations=None)
+    home = tmp_path / "home"
+    import_logs(home, "toy_offers", bp, mapping, [_toy_csv(tmp_path)])
+    obs = read_observations(home, "toy_offers")
+    click = obs.filter(pl.col("name") == "click").join(read_decisions(home, "toy_offers"), on="decision_id",
+                                                       suffix="_d")
+    delay = (click.get_column("timestamp") - click.get_column("timestamp_d")).dt.total_microseconds()
+    assert delay.to_list() == [int(0.0001 * 3600e6) // 2]
+    revenue = obs.filter(pl.col("name") == "revenue").sort("timestamp")
+    assert revenue.get_column("timestamp").dt.epoch("ms").to_list()[-1] == T0_MS + 10 * DAY_MS
+
+
+@pytest.mark.parametrize(
+    ("ids", "row", "problem"),
+    [
+        (["a", "b", "a", "d"], 3, "decision id 'a' is repeated: it is also in row 1"),
+        (["a", "b", "", "d"], 3, "missing decision id (empty cell)"),
+        (["a", "b", "   ", "d"], 3, "missing decision id (empty cell)"),
+        (["a", "x" * 201, "c", "d"], 2, "(201 characters) is longer than 200 characters"),
+        (["a", "b", "c", "d\x07"], 4, "contains a control character"),
+    ],
+)
+def test_bad_own_decision_ids_are_refused(tmp_path: Path, ids: list[str], row: int, problem: str) -> None:
+    bp, mapping = _own_mapping(tmp_path, observations=None)
+    path = _toy_csv(tmp_path, ids=ids)
+    e = _toy_fails(tmp_path / "home", bp, mapping, [path])
+    assert e.field == "mapping.decision_id", str(e)
+    assert (e.file, e.row, e.column) == (str(path), row, "did"), str(e)
+    assert f"{path} row {row}, column 'did'" in str(e)
+    assert problem in str(e)
+    assert len(str(e)) < 500
+
+
+def test_own_decision_ids_unique_across_files_and_the_log(tmp_path: Path) -> None:
+    bp, mapping = _own_mapping(tmp_path, observations=None)
+    first = _toy_csv(tmp_path, "first.csv")
+    second = _toy_csv(tmp_path, "second.csv", ids=["n1", "n2", "ext-b", "n4"])
+    e = _toy_fails(tmp_path / "home", bp, mapping, [first, second])
+    assert e.field == "mapping.decision_id" and (e.file, e.row) == (str(second), 3)
+    assert f"decision id 'ext-b' is also in {first} row 2" in str(e)
+
+    home = tmp_path / "home"
+    import_logs(home, "toy_offers", bp, mapping, [first])
+    with pytest.raises(LogImportError) as ei:
+        import_logs(home, "toy_offers", bp, mapping, [second])
+    assert ei.value.field == "mapping.decision_id" and ei.value.row == 3
+    assert "decision id 'ext-b' is already in the decision log of use case 'toy_offers'" in str(ei.value)
+    assert "--force" in str(ei.value)
+    assert read_decisions(home, "toy_offers").height == 4
+    assert len(read_ledger(home)) == 1
+    # forced: logged again, under the same ids
+    import_logs(home, "toy_offers", bp, mapping, [second], force=True)
+    assert read_decisions(home, "toy_offers").get_column("decision_id").to_list().count("ext-b") == 2
+
+
+@pytest.mark.parametrize(
+    ("edits", "row", "column", "problem"),
+    [
+        ({"r_at": (0, str(T0_MS - 1))}, 1, "r_at", "reward timestamp 2023-11-14T22:13:19.999000+00:00 is "
+         "before the timestamp of its decision (2023-11-14T22:13:20+00:00)"),
+        ({"c_at": (0, str(T0_MS - 60_000))}, 1, "c_at", "is before the timestamp of its decision"),
+        ({"r_at": (2, "")}, 3, "r_at", "missing reward timestamp (empty cell) for the reward 0.0 of label "
+         "'revenue' in column 'r'"),
+        ({"c_at": (0, None)}, 1, "c_at", "missing reward timestamp"),
+        ({"r_at": (3, "soon")}, 4, "r_at", "'soon' is not a number"),
+    ],
+)
+def test_bad_reward_timestamps_are_refused(
+    tmp_path: Path, edits: dict[str, Any], row: int, column: str, problem: str
+) -> None:
+    bp, mapping = _own_mapping(tmp_path, observations=None)
+    good = _toy_csv(tmp_path, "good.csv", ids=["g1", "g2", "g3", "g4"])
+    bad = _toy_csv(tmp_path, "bad.csv", **edits)
+    e = _toy_fails(tmp_path / "home", bp, mapping, [good, bad])
+    label = "revenue" if column == "r_at" else "click"
+    assert e.field == f"mapping.reward_timestamps.{label}", str(e)
+    assert (e.file, e.row, e.column) == (str(bad), row, column), str(e)
+    assert problem in str(e)
+
+
+def test_reward_timestamps_in_text_format(tmp_path: Path) -> None:
+    # parsed as the decision timestamp is, with the same timestamp_format
+    bp, mapping = _own_mapping(tmp_path, observations=None, timestamp_format="%Y-%m-%d %H:%M:%S%.f",
+                               reward_timestamps={"revenue": "r_at"})
+    df = _toy_frame()
+    df = df.with_columns(
+        pl.Series(c, [_iso(int(v)) if v else "" for v in df.get_column(c)], dtype=pl.Utf8)
+        for c in ("ts", "r_at")
+    )
+    path = tmp_path / "text.csv"
+    df.write_csv(path)
+    home = tmp_path / "home"
+    import_logs(home, "toy_offers", bp, mapping, [path])
+    revenue = read_observations(home, "toy_offers").filter(pl.col("name") == "revenue")
+    assert sorted(revenue.get_column("timestamp").dt.epoch("ms").to_list()) == [
+        T0_MS + 2000 + 5000, T0_MS + 3000 + 3_600_000, T0_MS + 10 * DAY_MS]
+
+
+def test_mapping_checks_of_the_new_fields(tmp_path: Path) -> None:
+    bp, mapping = _own_mapping(tmp_path)
+    path = _toy_csv(tmp_path)
+    home = tmp_path / "home"
+    e = _toy_fails(home, bp, {k: v for k, v in mapping.items() if k != "decision_id"}, [path])
+    assert e.field == "mapping.decision_id" and "required with mapping.observations" in str(e)
+    e = _toy_fails(home, bp, mapping | {"reward_timestamps": {"conversion": "c_at"}}, [path])
+    assert e.field == "mapping.reward_timestamps.conversion" and "not a label" in str(e)
+    e = _toy_fails(home, bp, mapping | {"rewards": {"click": "c"}}, [path])
+    assert e.field == "mapping.reward_timestamps.revenue" and "no reward column" in str(e)
+    e = _toy_fails(home, bp, mapping | {"observations": {**EVENTS, "colour": "x"}}, [path])
+    assert e.field == "mapping.observations.colour"
+    e = _toy_fails(home, bp, mapping | {"observations": {**EVENTS, "timestamp_format": "later"}}, [path])
+    assert e.field == "mapping.observations.timestamp_format"
+    e = _toy_fails(home, bp, mapping | {"observations": {k: v for k, v in EVENTS.items() if k != "value"}},
+                   [path])
+    assert e.field == "mapping.observations.value"
+    e = _toy_fails(home, bp, mapping | {"decision_id": ""}, [path])
+    assert e.field == "mapping.decision_id"
+    events = _events_csv(tmp_path, [("ext-a", "click", "1", T0_MS + 10)])
+    no_section = {k: v for k, v in mapping.items() if k != "observations"}
+    e = _toy_fails(home, bp, no_section, [path], [events])
+    assert e.field == "mapping.observations" and "no observations section" in str(e)
+    e = _toy_fails(home, bp, mapping, [path], [events, events])
+    assert "same content" in str(e)
+    e = _toy_fails(home, bp, mapping, [path], [tmp_path / "absent.csv"])
+    assert "does not exist" in str(e)
+
+
+# -- observation files ---------------------------------------------------------------------
+def test_observation_file_is_joined_by_decision_id(tmp_path: Path) -> None:
+    bp, mapping = _own_mapping(tmp_path, reward_timestamps=None, rewards={"click": "c"})
+    path = _toy_csv(tmp_path)
+    events = _events_csv(tmp_path, [
+        ("ext-b", "revenue", "4.5", T0_MS + 1000 + 10 * DAY_MS),
+        ("ext-b", "revenue", "0", T0_MS + 1000 + 60_000),
+        ("007", "click", "1", T0_MS + 2000),  # at the decision's own time: accepted
+        ("ext-d", "click", "0", T0_MS + 3000 + 100),  # logged as given, zeros included
+    ])
+    home = tmp_path / "home"
+    report = import_logs(home, "toy_offers", bp, mapping, [path], observation_files=[events])
+    assert report.observations == {"click": 1 + 2, "revenue": 2}
+    assert [f.path for f in report.observation_files] == [str(events)]
+    assert report.observation_files[0].observations == {"click": 2, "revenue": 2}
+    assert report.observation_files[0].decisions == 0
+    assert f"{events}: 4 observations" in report.summary()
+    assert json.loads(json.dumps(report.to_dict()))["observation_files"][0]["rows"] == 4
+
+    dec = read_decisions(home, "toy_offers")
+    obs = read_observations(home, "toy_offers")
+    sha = _sha(events)
+    from_file = obs.filter(pl.col("observation_id").is_in(
+        [event_observation_id("toy_offers", sha, r) for r in range(1, 5)]))
+    assert from_file.height == 4
+    joined = from_file.join(dec, on="decision_id", how="inner", suffix="_d")
+    assert joined.height == 4  # every observation joins its decision
+    got = sorted((r["subject_id"], r["name"], r["value"], r["timestamp"].timestamp() * 1000)
+                 for r in joined.iter_rows(named=True))
+    assert got == sorted([
+        ("u2", "revenue", 4.5, T0_MS + 1000 + 10 * DAY_MS),
+        ("u2", "revenue", 0.0, T0_MS + 1000 + 60_000),
+        ("u3", "click", 1.0, T0_MS + 2000),
+        ("u4", "click", 0.0, T0_MS + 3100),
+    ])
+    ledger = read_ledger(home)
+    assert [(e["kind"], e["status"]) for e in ledger] == [("decisions", "complete"), ("observations", "complete")]
+    assert ledger[1]["sha256"] == sha and ledger[1]["observations"] == {"click": 2, "revenue": 2}
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_observation_file_in_parquet_with_own_observation_ids(tmp_path: Path) -> None:
+    bp, mapping = _own_mapping(tmp_path)
+    mapping["observations"] = {**EVENTS, "observation_id": "oid", "timestamp_format": None}
+    path = _toy_csv(tmp_path)
+    events = tmp_path / "events.parquet"
+    pl.DataFrame({
+        "decision": ["ext-a", "ext-a", "ext-d"],
+        "event": ["revenue", "revenue", "click"],
+        "amount": [1.25, 1.25, 1.0],
+        "at": [datetime(2023, 11, 20, tzinfo=UTC), datetime(2023, 11, 20, tzinfo=UTC),
+               datetime(2023, 11, 15, tzinfo=UTC)],
+        "oid": ["o-1", "o-1", "o-2"],  # a retried event: one observation
+    }).write_parquet(events)
+    home = tmp_path / "home"
+    import_logs(home, "toy_offers", bp, mapping, [path], observation_files=[events])
+    obs = read_observations(home, "toy_offers").filter(pl.col("observation_id").is_in(["o-1", "o-2"]))
+    assert sorted(obs.select("observation_id", "decision_id", "name", "value").rows()) == [
+        ("o-1", "ext-a", "revenue", 1.25), ("o-2", "ext-d", "click", 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "problem"),
+    [
+        (("nope", "click", "1", T0_MS + 5000), "decision",
+         "decision id 'nope' is not among the decisions of this import"),
+        (("", "click", "1", T0_MS + 5000), "decision", "missing decision id (empty cell)"),
+        (("ext-b", "purchase", "1", T0_MS + 5000), "event", "'purchase' is not a label of blueprint 'toy_offers'"),
+        (("ext-b", "click", "2", T0_MS + 5000), "amount", "label 'click' is binary: expected 0 or 1, got 2.0"),
+        (("ext-b", "revenue", "inf", T0_MS + 5000), "amount", "value inf is not finite"),
+        (("ext-b", "revenue", "", T0_MS + 5000), "amount", "missing value (empty cell)"),
+        (("ext-b", "revenue", "1", T0_MS + 500), "at", "observation timestamp 2023-11-14T22:13:20.500000+00:00 "
+         "is before the timestamp of its decision 'ext-b' (2023-11-14T22:13:21+00:00)"),
+    ],
+)
+def test_bad_observation_rows_are_refused(
+    tmp_path: Path, row: tuple[str, str, str, int], column: str, problem: str
+) -> None:
+    bp, mapping = _own_mapping(tmp_path)
+    path = _toy_csv(tmp_path)
+    good = ("ext-a", "revenue", "3", T0_MS + DAY_MS)
+    events = _events_csv(tmp_path, [good, good, row])
+    e = _toy_fails(tmp_path / "home", bp, mapping, [path], [events])
+    fields = {"decision": "decision_id", "event": "name", "amount": "value", "at": "timestamp"}
+    assert e.field == f"mapping.observations.{fields[column]}", str(e)
+    assert (e.file, e.row, e.column) == (str(events), 3, column), str(e)
+    assert problem in str(e)
+
+
+def test_observations_of_decisions_already_in_the_log_are_refused(tmp_path: Path) -> None:
+    # only the decisions imported with them count: an observation file is not a log_observation
+    bp, mapping = _own_mapping(tmp_path)
+    home = tmp_path / "home"
+    import_logs(home, "toy_offers", bp, mapping, [_toy_csv(tmp_path)])
+    other = _toy_csv(tmp_path, "other.csv", ids=["n1", "n2", "n3", "n4"])
+    events = _events_csv(tmp_path, [("ext-a", "click", "1", T0_MS + 5000)])
+    with pytest.raises(LogImportError, match="'ext-a' is not among the decisions of this import") as ei:
+        import_logs(home, "toy_offers", bp, mapping, [other], observation_files=[events])
+    assert ei.value.row == 1
+    assert read_decisions(home, "toy_offers").height == 4
+    assert len(read_ledger(home)) == 1
+
+
+def test_reimporting_an_observation_file_is_refused_without_force(tmp_path: Path) -> None:
+    bp, mapping = _own_mapping(tmp_path)
+    home = tmp_path / "home"
+    first = _toy_csv(tmp_path, "first.csv")
+    events = _events_csv(tmp_path, [("ext-a", "revenue", "3", T0_MS + DAY_MS)])
+    import_logs(home, "toy_offers", bp, mapping, [first], observation_files=[events])
+    n_obs = read_observations(home, "toy_offers").height
+
+    second = _toy_csv(tmp_path, "second.csv", ids=["n1", "n2", "n3", "n4"])
+    with pytest.raises(LogImportError) as ei:
+        import_logs(home, "toy_offers", bp, mapping, [second], observation_files=[events])
+    assert ei.value.field == str(events)
+    assert "already imported into use case 'toy_offers'" in str(ei.value)
+    assert "1 observations" in str(ei.value) and "--force" in str(ei.value)
+    copy = tmp_path / "copy.csv"
+    shutil.copy(events, copy)
+    with pytest.raises(LogImportError, match="already imported"):
+        import_logs(home, "toy_offers", bp, mapping, [second], observation_files=[copy])
+    assert read_decisions(home, "toy_offers").height == 4
+    assert len(read_ledger(home)) == 2
+
+    # forced with its decisions: the same observation ids, so nothing is counted twice
+    import_logs(home, "toy_offers", bp, mapping, [first], observation_files=[events], force=True)
+    assert read_observations(home, "toy_offers").height == n_obs
+    assert read_decisions(home, "toy_offers").height == 8
+
+
+# -- bounded error messages ----------------------------------------------------------------
+HUGE = "x" * 2_000_000
+
+
+@pytest.mark.parametrize(
+    ("edits", "field"),
+    [
+        ({"p": (1, HUGE)}, "mapping.propensity"),
+        ({"act": (1, HUGE)}, "mapping.action"),
+        ({"seg": (1, HUGE)}, "mapping.features.segment"),
+        ({"s": (1, HUGE)}, "mapping.features.score"),
+        ({"r": (1, HUGE)}, "mapping.rewards.revenue"),
+        ({"did": (1, HUGE)}, "mapping.decision_id"),
+        ({"arm": (1, HUGE)}, "mapping.experiment_arm"),
+        ({"ts": (1, HUGE)}, "mapping.timestamp"),
+        ({"r_at": (1, HUGE)}, "mapping.reward_timestamps.revenue"),
+    ],
+)
+def test_errors_quoting_a_huge_cell_stay_short(tmp_path: Path, edits: dict[str, Any], field: str) -> None:
+    bp, mapping = _own_mapping(tmp_path, observations=None)
+    path = _toy_csv(tmp_path, **edits)
+    e = _toy_fails(tmp_path / "home", bp, mapping, [path])
+    assert e.field == field, str(e)[:300]
+    assert e.row == 2, str(e)[:300]
+    assert len(str(e)) < 500, str(e)[:600]
+    assert "xxxxxxxx..." in str(e) or "xxxxxxxx'..." in str(e), str(e)
+
+
+@pytest.mark.parametrize("column", ["decision", "event", "amount", "at"])
+def test_observation_file_errors_quoting_a_huge_cell_stay_short(tmp_path: Path, column: str) -> None:
+    bp, mapping = _own_mapping(tmp_path)
+    path = _toy_csv(tmp_path)
+    row = {"decision": "ext-a", "event": "revenue", "amount": "1", "at": _iso(T0_MS + 5000)}
+    row[column] = HUGE
+    events = tmp_path / "events.csv"
+    pl.DataFrame({k: [v] for k, v in row.items()}).write_csv(events)
+    e = _toy_fails(tmp_path / "home", bp, mapping, [path], [events])
+    assert e.row == 1 and e.column == column, str(e)[:300]
+    assert len(str(e)) < 500, str(e)[:600]
+
+
+def test_a_huge_column_name_is_not_quoted_whole(tmp_path: Path) -> None:
+    bp, mapping = _own_mapping(tmp_path, observations=None)
+    df = _toy_frame().rename({"user": HUGE[:100_000]})
+    path = tmp_path / "wide.csv"
+    df.write_csv(path)
+    e = _toy_fails(tmp_path / "home", bp, mapping, [path])
+    assert e.field == "mapping.subject_id" and len(str(e)) < 3000
+
+
+# -- the command line, in a subprocess -----------------------------------------------------
+def test_cli_observation_files_and_a_bad_mapping(tmp_path: Path) -> None:
+    bp, mapping = _own_mapping(tmp_path)
+    path = _toy_csv(tmp_path)
+    events = _events_csv(tmp_path, [("ext-a", "revenue", "3", T0_MS + DAY_MS)])
+    good = tmp_path / "mapping.yaml"
+    good.write_text(yaml.safe_dump(mapping))
+    home = tmp_path / "home"
+    base = [sys.executable, "-m", "looper_pipelines.cli.main", "logs", "import", "--home", str(home),
+            "--use-case", "toy_offers", "--blueprint", str(bp)]
+    done = subprocess.run([*base, "--mapping", str(good), str(path), "--observations", str(events)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"{events}: 1 observations" in done.stdout
+    assert read_decisions(home, "toy_offers").get_column("decision_id").to_list() == [
+        "ext-a", "ext-b", "007", "ext-d"]
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({k: v for k, v in mapping.items() if k != "decision_id"}))
+    done = subprocess.run([*base, "--mapping", str(bad), str(path), "--observations", str(events)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("looper: error: mapping.decision_id: is required with mapping.observations")
+    assert done.stderr.count("\n") == 1 and done.stderr.endswith("\n")
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_own_decision_ids_from_parquet_numbers_and_at_the_length_limit(tmp_path: Path) -> None:
+    bp, mapping = _own_mapping(tmp_path, observations=None, reward_timestamps=None)
+    df = _toy_frame().with_columns(pl.col(pl.Utf8).replace("", None)).with_columns(
+        pl.col("ts", "c").cast(pl.Int64), pl.col("p", "s", "r").cast(pl.Float64), pl.col("v") == "true",
+        pl.Series("did", [10, 11, 12, 13], dtype=pl.Int64),
+    )
+    path = tmp_path / "ints.parquet"
+    df.write_parquet(path)
+    home = tmp_path / "home"
+    import_logs(home, "toy_offers", bp, mapping, [path])
+    assert read_decisions(home, "toy_offers").get_column("decision_id").to_list() == ["10", "11", "12", "13"]
+
+    longest = ["y" * 200, "b", "c", "d"]
+    import_logs(home / "other", "toy_offers", bp, mapping, [_toy_csv(tmp_path, ids=longest)])
+    assert read_decisions(home / "other", "toy_offers").get_column("decision_id")[0] == "y" * 200

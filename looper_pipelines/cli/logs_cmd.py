@@ -41,6 +41,7 @@ def _import(args: argparse.Namespace) -> int:
         args.blueprint,
         args.mapping,
         args.files,
+        observation_files=list(getattr(args, "observations", None) or []),
         force=bool(getattr(args, "force", False)),
     )
     print(f"home: {home}")

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--force", action="store_true",
                      help="import files already imported into this use case again, or replace a different registered blueprint")
     imp.add_argument("files", nargs="+")
+    imp.add_argument("--observations", nargs="+", default=[], metavar="FILE",
+                     help="observation files (CSV or Parquet), one event per row, of the decisions imported "
+                     "with them (mapping section 'observations'); give it after the decision files")
     _add_home(imp)
 
     st = sub.add_parser("status", help="champion, challenger, checks and tracking URI per use case")

@@ -34,8 +34,24 @@ def collect(home: str | None) -> dict[str, Any]:
         checks_file = layout.state / "checks" / f"{name}.json"
         entry["checks"] = {k: ("passed" if c["passed"] else "FAILED") for k, c in json.loads(checks_file.read_text()).items()} if checks_file.exists() else {}
         entry["last_materialization"] = _last_materialization(instance, name)
+        entry["last_promotion"] = _last_promotion(layout, name)
         out["use_cases"][name] = entry
     return out
+
+
+def _last_promotion(layout: HomeLayout, use_case: str) -> dict[str, Any] | None:
+    """The newest gate decision (or manual override, rollback) with its reasons."""
+    from datetime import UTC, datetime
+
+    from looper_pipelines.promotion.history import PromotionHistory
+
+    entries = PromotionHistory(layout.state, use_case).entries()
+    if not entries:
+        return None
+    e = entries[-1]
+    return {"action": e.get("action"), "challenger": e.get("challenger"), "champion": e.get("champion"),
+            "at": datetime.fromtimestamp(float(e.get("time", 0)), UTC).isoformat(timespec="seconds"),
+            "reasons": list(e.get("reasons", []))}
 
 
 def _last_materialization(instance: Any, use_case: str) -> dict[str, str] | None:
@@ -69,4 +85,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: champion {champ}, challenger {chall}, serving {e['serving_version'] or '-'}, "
               f"last {last['asset'] + ' at ' + last['at'] if last else '-'}, "
               f"checks {'all passed' if e['checks'] and not failed else ('failed: ' + ', '.join(failed) if failed else '-')}")
+        prom = e["last_promotion"]
+        if prom is not None:
+            who = prom["challenger"] or prom["champion"]
+            print(f"  last gate decision: {prom['action']} version {who} at {prom['at']}")
+            for reason in prom["reasons"]:
+                if not str(reason).startswith("PASS"):
+                    print(f"    {reason}")
     return 0

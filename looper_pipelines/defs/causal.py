@@ -1,4 +1,4 @@
-"""hte_evaluation: heterogeneous treatment effects on the randomised experiment's data."""
+"""hte_evaluation: heterogeneous treatment effects on randomised data (experiment arm or logs)."""
 
 
 from typing import Any
@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
+from looper_pipelines.defs.partitions import MODEL_STAGE
 from looper_pipelines.defs.resources import LooperHome, MlflowTracking
 
 
@@ -14,30 +15,25 @@ def build_causal_assets(use_case: str) -> list[Any]:
         key=AssetKey([use_case, "hte_evaluation"]),
         deps=[AssetKey([use_case, "trained_model"]), AssetKey([use_case, "fct_experiment_outcomes"])],
         group_name=use_case,
+        tags=MODEL_STAGE,
         kinds={"econml", "mlflow"},
-        description="CATE model, ATE with interval, Qini curve and effects by segment on experiment data.",
+        description="CATE model, ATE with interval, Qini curve and effects by segment on randomised data "
+                    "(the experiment arm, else logged decisions with their logged propensities).",
     )
     def hte_evaluation(context: AssetExecutionContext, looper_home: LooperHome, mlflow_tracking: MlflowTracking) -> MaterializeResult:
         from looper_pipelines.causal import fit_cate
+        from looper_pipelines.causal.data import randomised_data
         from looper_pipelines.causal.uplift import qini_area, qini_curve, uplift_by_segment
         from looper_pipelines.evaluation import plots
         from looper_pipelines.evaluation.policy_value import reward
         from looper_pipelines.registry import CHALLENGER
-        from looper_pipelines.training.dataset import encode_examples, load_training_examples
 
         bp = looper_home.blueprint(use_case)
-        if bp.decision.kind != "binary" or bp.experiment is None:
-            return MaterializeResult(metadata={"status": "not applicable: needs a binary decision with an experiment"})
-        frame = load_training_examples(looper_home.layout.warehouse, use_case, table="fct_experiment_outcomes")
-        if frame.height < 200:
-            return MaterializeResult(metadata={"status": f"too few experiment rows ({frame.height})"})
-        frame = frame.with_columns(propensity=frame["assignment_probability"])
-        data = encode_examples(bp, frame)
-        treat = bp.decision.actions.index(bp.decision.treatment)
-        t = (data.action == treat).astype(int)
+        found = randomised_data(bp, looper_home.layout.warehouse)
+        if isinstance(found, str):
+            return MaterializeResult(metadata={"status": found})
+        data, t, propensity = found.data, found.treated, found.propensity
         y = reward(bp.objective.weights, data.labels)
-        arm_treat = sum(a.probability for a in bp.experiment.arms if a.action == bp.decision.treatment)
-        propensity = np.full(len(t), arm_treat)
         x = np.nan_to_num(data.x, nan=-1.0)
         est = fit_cate(x, t, y, learner="auto", propensity=propensity, random_state=0)
         effect = est.effect(x)
@@ -58,13 +54,13 @@ def build_causal_assets(use_case: str) -> list[Any]:
         table = "\n\n".join(f"**{k}**\n\n" + _markdown(v) for k, v in tables.items())
         reg = mlflow_tracking.registry()
         version = reg.by_alias(use_case, CHALLENGER)
-        summary = {"learner": est.learner_name, "ate": ate, "ate_ci_low": lo, "ate_ci_high": hi, "qini_area": area,
+        summary = {"data": found.source, "learner": est.learner_name, "ate": ate, "ate_ci_low": lo, "ate_ci_high": hi, "qini_area": area,
                    "n": len(t), "selection_scores": getattr(est, "selection_scores", {}), "segments": rows}
         if version is not None:
             reg.log_to_run(version.run_id, {"hte.ate": ate, "hte.qini_area": area},
                            {"plots/qini.png": fig_q, "evaluation/hte.json": summary})
         return MaterializeResult(metadata={
-            "learner": est.learner_name, "ate": float(ate), "ate_ci_low": float(lo), "ate_ci_high": float(hi),
+            "data": found.source, "learner": est.learner_name, "ate": float(ate), "ate_ci_low": float(lo), "ate_ci_high": float(hi),
             "qini_area": area, "n": len(t), "effects_by_segment": MetadataValue.md(table),
             "qini_curve": MetadataValue.md(plots.to_markdown_image(fig_q)),
         })

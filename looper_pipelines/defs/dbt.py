@@ -19,7 +19,7 @@ from dagster_dbt import (
 )
 
 from looper_pipelines.blueprints import Blueprint
-from looper_pipelines.defs.partitions import daily_partitions
+from looper_pipelines.defs.partitions import DATA_STAGE, daily_partitions
 from looper_pipelines.defs.resources import DBT_PROJECT_DIR, LooperHome
 
 SOURCE_ASSETS = {"decisions": "decision_logs", "observations": "observation_logs"}
@@ -41,6 +41,9 @@ class UseCaseTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return self.use_case
+
+    def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
+        return {**super().get_tags(dbt_resource_props), **DATA_STAGE}
 
 
 def dbt_manifest(work_dir: Path) -> Path:

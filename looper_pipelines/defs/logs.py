@@ -13,7 +13,7 @@ from dagster import (
     multi_asset,
 )
 
-from looper_pipelines.defs.partitions import daily_partitions
+from looper_pipelines.defs.partitions import DATA_STAGE, daily_partitions
 from looper_pipelines.defs.resources import LooperHome
 
 
@@ -38,9 +38,9 @@ def build_log_assets(use_case: str) -> Any:
     @multi_asset(
         name=f"{use_case}_logs",
         specs=[
-            AssetSpec(AssetKey([use_case, "decision_logs"]), group_name=use_case, kinds={"parquet"},
+            AssetSpec(AssetKey([use_case, "decision_logs"]), group_name=use_case, kinds={"parquet"}, tags=DATA_STAGE,
                       description="Decision records, compacted to Parquet by day."),
-            AssetSpec(AssetKey([use_case, "observation_logs"]), group_name=use_case, kinds={"parquet"},
+            AssetSpec(AssetKey([use_case, "observation_logs"]), group_name=use_case, kinds={"parquet"}, tags=DATA_STAGE,
                       description="Observation records, compacted to Parquet by day."),
         ],
         partitions_def=daily_partitions,

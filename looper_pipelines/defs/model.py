@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
+from looper_pipelines.defs.partitions import MODEL_STAGE
 from looper_pipelines.defs.resources import LooperHome, MlflowTracking
 
 
@@ -14,6 +15,7 @@ def build_model_assets(use_case: str) -> list[Any]:
         key=AssetKey([use_case, "trained_model"]),
         deps=[AssetKey([use_case, "fct_training_examples"])],
         group_name=use_case,
+        tags=MODEL_STAGE,
         kinds={"lightgbm", "mlflow"},
         description="LightGBM per label (rounds by cross-validation over subjects, out-of-fold predictions kept, "
                     "refitted on every example); registered in MLflow as the challenger.",
@@ -48,6 +50,7 @@ def build_model_assets(use_case: str) -> list[Any]:
         key=AssetKey([use_case, "offline_evaluation"]),
         deps=[trained_model],
         group_name=use_case,
+        tags=MODEL_STAGE,
         kinds={"mlflow"},
         description="Holdout metrics, calibration, feature importance and off-policy value of the policy.",
     )

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
+from looper_pipelines.defs.partitions import MODEL_STAGE
 from looper_pipelines.defs.resources import LooperHome, MlflowTracking
 
 
@@ -15,6 +16,7 @@ def build_policy_assets(use_case: str) -> list[Any]:
         key=AssetKey([use_case, "tuned_policy"]),
         deps=[AssetKey([use_case, "offline_evaluation"])],
         group_name=use_case,
+        tags=MODEL_STAGE,
         kinds={"optuna", "mlflow"},
         description="Policy parameters tuned on cross-fitted doubly robust scores under guardrails; "
                     "accepted over the declared ones only for a held-out gain with a positive lower bound.",

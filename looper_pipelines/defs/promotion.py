@@ -6,6 +6,7 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from looper_pipelines.defs.checks import failed_blocking_checks
+from looper_pipelines.defs.partitions import MODEL_STAGE
 from looper_pipelines.defs.resources import LooperHome, MlflowTracking
 
 
@@ -14,6 +15,7 @@ def build_promotion_assets(use_case: str) -> list[Any]:
         key=AssetKey([use_case, "promotion"]),
         deps=[AssetKey([use_case, "tuned_policy"]), AssetKey([use_case, "hte_evaluation"])],
         group_name=use_case,
+        tags=MODEL_STAGE,
         kinds={"mlflow"},
         description="Moves the champion alias to the challenger when every gate passes; records why.",
     )

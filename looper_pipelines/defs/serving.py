@@ -12,6 +12,7 @@ from dagster import (
     asset,
 )
 
+from looper_pipelines.defs.partitions import MODEL_STAGE
 from looper_pipelines.defs.resources import LooperHome, MlflowTracking
 from looper_pipelines.serving.publish import PARITY_TOLERANCE
 
@@ -23,6 +24,7 @@ def build_serving_assets(use_case: str) -> list[Any]:
         key=key,
         deps=[AssetKey([use_case, "promotion"])],
         group_name=use_case,
+        tags=MODEL_STAGE,
         kinds={"treelite"},
         check_specs=[AssetCheckSpec("compiled_parity", asset=key, blocking=True,
                                     description=f"compiled predictions within {PARITY_TOLERANCE} of LightGBM")],
@@ -54,6 +56,7 @@ def build_serving_assets(use_case: str) -> list[Any]:
         key=AssetKey([use_case, "published_deployment"]),
         deps=[serving_artifact],
         group_name=use_case,
+        tags=MODEL_STAGE,
         description="Points the decision service at the parity-checked artifact (hot reload).",
     )
     def published_deployment(context: AssetExecutionContext, looper_home: LooperHome) -> MaterializeResult:

@@ -13,7 +13,6 @@ import numpy as np
 from looper_pipelines.blueprints.model import Blueprint
 from looper_pipelines.home import HomeLayout
 from looper_pipelines.policies import Mixing
-from looper_pipelines.promotion.gates import decide_promotion
 from looper_pipelines.promotion.history import PromotionHistory
 from looper_pipelines.registry import CHALLENGER, CHAMPION, ModelRegistry, RegisteredVersion
 from looper_pipelines.serving.publish import PARITY_TOLERANCE
@@ -73,22 +72,9 @@ def evaluate_and_promote(
     layout: HomeLayout, registry: ModelRegistry, bp: Blueprint, failed_checks: list[str]
 ) -> dict[str, Any]:
     """Judge the challenger against the champion (or, on a cold start, the default action)
-    and move the champion alias when every gate passes.
-
-    Both policies are scored on every example with the same cross-fitted doubly robust
-    scores (label models that never saw the example); the challenger's policy chooses on
-    those out-of-fold predictions, as it would on new decisions, the champion's on its own
-    models' predictions, on the examples decided since the champion was trained (see
-    ``champion_scores``); each is mixed with the exploration and experiment it is served
-    with."""
-    from looper_pipelines.evaluation.dr_scores import DRScores
-    from looper_pipelines.evaluation.holdout import (
-        all_examples,
-        crossfitted_data,
-        logged_action_loss,
-        primary_metric,
-    )
-    from looper_pipelines.policies import build_policy, deployed_probabilities
+    with ``judge.judge`` and move the champion alias when every gate passes."""
+    from looper_pipelines.evaluation.holdout import all_examples
+    from looper_pipelines.promotion.judge import ChampionView, Contender, judge
     from looper_pipelines.training.crossfit import load_crossfit
 
     uc = bp.name
@@ -100,53 +86,21 @@ def evaluate_and_promote(
     if champion is not None and champion.version == challenger.version:
         return {"promote": False, "reasons": ["challenger is already the champion"], "challenger": challenger.version}
     data = all_examples(bp, layout.warehouse)
-    metric = primary_metric(bp)
-    champ_models = None
-    if champion is not None and champion.tags.get("lineage_version") == bp.lineage_version:
-        champ_models = registry.load_label_models(champion)
-
     crossfit = load_crossfit(registry, challenger, bp, data.frame["decision_id"].to_list())
-    logged = crossfitted_data(data, crossfit)
-    dr = DRScores.from_logged(logged)
-    target = deployed_probabilities(bp, build_policy(bp, policy_params(challenger, bp)).choose(logged.scores),
-                                    served_mixing(challenger, bp))
-    alpha = 2 * (1 - bp.promotion.min_lift_confidence)
-    weights = bp.objective.weights
-    default = np.full(logged.n, bp.decision.actions.index(bp.decision.default_action))
-    default_text = f"the default action {bp.decision.default_action!r}"
-    # the fixed rule as served on a cold start: exploration and experiment mixed in
-    default_lift = dr.lift(target, deployed_probabilities(bp, default, served_mixing(None, bp)), weights, alpha)
-    champion_lift, champion_text = None, ""
-    ch_loss = logged_action_loss(bp, data, logged.scores)
-    champ_loss = None
-    if champion is not None and champ_models is not None:
-        champ_scores, rows, seen = champion_scores(registry, champion, bp, data, champ_models)
-        baseline = deployed_probabilities(bp, build_policy(bp, policy_params(champion, bp)).choose(champ_scores),
-                                          served_mixing(champion, bp))
-        champion_text = f"champion {champion.version} ({seen})"
-        # both sides out of sample: the challenger out of fold, the champion on examples it did not see
-        ch_loss = logged_action_loss(bp, data, logged.scores, rows)
-        champ_loss = logged_action_loss(bp, data, champ_scores, rows)
-        if rows is None:
-            champion_lift = dr.lift(target, baseline, weights, alpha)
-        else:
-            champion_lift = dr.lift(target[rows], baseline[rows], weights, alpha, rows)
-    guards = dr.guardrails(bp, target)
-    decision = decide_promotion(
-        bp,
-        checks_passed=not failed_checks,
+    view = None
+    if champion is not None and champion.tags.get("lineage_version") == bp.lineage_version:
+        champ_scores, rows, seen = champion_scores(registry, champion, bp, data, registry.load_label_models(champion))
+        view = ChampionView(Contender(champ_scores, policy_params(champion, bp), served_mixing(champion, bp)), rows,
+                            f"champion {champion.version} ({seen})")
+    verdict = judge(
+        bp, data, crossfit.scores,
+        Contender(crossfit.scores, policy_params(challenger, bp), served_mixing(challenger, bp)), view,
         failed_checks=failed_checks,
         n_examples=int(challenger.metrics.get("n_examples", challenger.metrics.get("n_train", 0)
                                               + challenger.metrics.get("n_valid", 0))),
-        challenger_metric=float(ch_loss),
-        champion_metric=champ_loss,
-        metric_name=metric,
-        default_lift=default_lift,
-        champion_lift=champion_lift,
-        guardrails=guards,
-        default_text=default_text,
-        champion_text=champion_text,
     )
+    decision, default_lift, champion_lift = verdict.decision, verdict.default_lift, verdict.champion_lift
+    guards, default_text, champion_text = verdict.guardrails, verdict.default_text, verdict.champion_text
     lift = champion_lift or default_lift
     entry = {
         "action": "promote" if decision.promote else "reject",

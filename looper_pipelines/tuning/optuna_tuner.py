@@ -127,11 +127,12 @@ def _search(judge: _Judge, rows: np.ndarray | None, declared: dict[str, float], 
         trial.set_user_attr("value", float(t.mean()))
         trial.set_user_attr("lift", lift.value)
         trial.set_user_attr("constraints", [excess[g.label] for g in bp.objective.guardrails])
+        for g in bp.objective.guardrails:  # the sampler prefers trials where all are <= 0
+            trial.set_constraint(f"guardrail_{g.label}", excess[g.label])
         trial.set_user_attr("guardrails", _guard_values(bp, guard))
         return lift.ci_low if np.isfinite(lift.ci_low) else 0.0
 
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, n_trials),
-                                         constraints_func=lambda t: t.user_attrs.get("constraints", []))
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, n_trials))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.enqueue_trial(declared)
     study.optimize(objective, n_trials=n_trials)
