@@ -18,8 +18,9 @@ UC = "notification_send"
 
 @pytest.fixture(scope="module")
 def loop_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[RoundReport]]:
+    """``looper loop --use-case notification_send`` at its defaults (3 rounds of 3 days x 3,000 subjects)."""
     home = tmp_path_factory.mktemp("loop")
-    reports = run_loop(home, UC, rounds=3, subjects=4000, days_per_round=3, seed=0, eval_subjects=20000)
+    reports = run_loop(home, UC, rounds=3, subjects=3000, days_per_round=3, seed=0, eval_subjects=20000)
     return home, reports
 
 
@@ -34,6 +35,20 @@ def test_loop_improves_decisions_to_near_oracle(loop_run: tuple[Path, list[Round
     assert last.share_of_lift >= 0.60, [r.to_dict() for r in reports]
     assert last.guardrail_value is not None and last.guardrail_bound is not None
     assert last.guardrail_value <= last.guardrail_bound
+    # what exploration and the experiment cost is reported, and it shrinks as data grows
+    assert all(r.exploration_cost >= 0 and r.experiment_cost >= 0 for r in reports)
+    assert reports[-1].epsilon < reports[0].epsilon
+    assert last.greedy_value - last.policy_value == pytest.approx(last.exploration_cost + last.experiment_cost, abs=1e-9)
+
+
+def test_multi_action_loop_learns(tmp_path: Path) -> None:
+    """``looper loop --use-case item_recommendation`` at its defaults promotes a champion
+    that beats the best constant item (eight actions, a cold start on the first)."""
+    reports = run_loop(tmp_path, "item_recommendation", rounds=3, subjects=3000, days_per_round=3, seed=0,
+                       eval_subjects=20000)
+    last = reports[-1]
+    assert last.champion is not None, [r.to_dict() for r in reports]
+    assert last.policy_value > last.best_constant_value, [r.to_dict() for r in reports]
 
 
 def test_gate_refuses_a_worse_challenger_and_rollback_restores(loop_run: tuple[Path, list[RoundReport]]) -> None:
