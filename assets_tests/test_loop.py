@@ -41,16 +41,6 @@ def test_loop_improves_decisions_to_near_oracle(loop_run: tuple[Path, list[Round
     assert last.greedy_value - last.policy_value == pytest.approx(last.exploration_cost + last.experiment_cost, abs=1e-9)
 
 
-def test_multi_action_loop_learns(tmp_path: Path) -> None:
-    """``looper loop --use-case item_recommendation`` at its defaults promotes a champion
-    that beats the best constant item (eight actions, a cold start on the first)."""
-    reports = run_loop(tmp_path, "item_recommendation", rounds=3, subjects=3000, days_per_round=3, seed=0,
-                       eval_subjects=20000)
-    last = reports[-1]
-    assert last.champion is not None, [r.to_dict() for r in reports]
-    assert last.policy_value > last.best_constant_value, [r.to_dict() for r in reports]
-
-
 def test_gate_refuses_a_worse_challenger_and_rollback_restores(loop_run: tuple[Path, list[RoundReport]]) -> None:
     from looper_pipelines.blueprints import load_catalog
     from looper_pipelines.client import LooperClient

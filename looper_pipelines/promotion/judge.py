@@ -4,8 +4,9 @@ default action and against the champion's, on the same cross-fitted doubly robus
 The challenger's policy chooses on its out-of-fold predictions (models that never saw the
 example, as a deployed model meets new decisions) and the same predictions give every
 example's doubly robust scores. The champion's policy chooses on its own predictions, on
-examples it did not see (``champion.rows``). Each policy is mixed with the exploration and
-experiment it is served with.
+examples it did not see (``champion.rows``). All three are mixed with the exploration and
+experiment the challenger would be served with, so the lifts compare decisions, not
+exploration schedules (a challenger does not win by exploring less).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ class Contender:
     params: Mapping[str, float]
     mixing: Mixing
 
-    def probabilities(self, bp: Blueprint) -> np.ndarray:
-        return deployed_probabilities(bp, build_policy(bp, dict(self.params)).choose(self.scores), self.mixing)
+    def probabilities(self, bp: Blueprint, mixing: Mixing | None = None) -> np.ndarray:
+        """(n, K) probabilities served with ``mixing`` (default: its own)."""
+        return deployed_probabilities(bp, build_policy(bp, dict(self.params)).choose(self.scores),
+                                      mixing or self.mixing)
 
 
 @dataclass(frozen=True)
@@ -75,14 +78,13 @@ def judge(
     target = challenger.probabilities(bp)
     default = np.full(logged.n, bp.decision.actions.index(bp.decision.default_action))
     default_text = f"the default action {bp.decision.default_action!r}"
-    # the fixed rule as served on a cold start: exploration and experiment mixed in
-    default_lift = dr.lift(target, deployed_probabilities(bp, default, Mixing.cold_start(bp)), weights, alpha)
+    default_lift = dr.lift(target, deployed_probabilities(bp, default, challenger.mixing), weights, alpha)
     champion_lift, champion_text = None, ""
     ch_loss = logged_action_loss(bp, data, logged.scores)
     champ_loss = None
     if champion is not None:
         rows = champion.rows
-        baseline = champion.contender.probabilities(bp)
+        baseline = champion.contender.probabilities(bp, challenger.mixing)
         champion_text = champion.text
         ch_loss = logged_action_loss(bp, data, logged.scores, rows)
         champ_loss = logged_action_loss(bp, data, champion.contender.scores, rows)

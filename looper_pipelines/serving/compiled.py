@@ -46,6 +46,7 @@ Outputs match ``lightgbm.Booster.predict``: probability for binary, value for re
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as _dt
 import itertools
@@ -61,7 +62,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -750,6 +751,32 @@ def _lib_suffix() -> str:
     return ".so"
 
 
+# TL2cgen's bundled Treelite reads models that the newer Python Treelite wrote, and says so
+# on the process's stderr for every model; read correctly (the parity check proves it), so
+# those lines go to the debug log, anything else to the warning log.
+_KNOWN_NATIVE_NOISE = ("originated from a newer Treelite version", "Currently running Treelite version",
+                       "The model checkpoint was generated from Treelite version")
+
+
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 meanwhile to ``log``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read(1 << 16).decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    noise = any(k in line for k in _KNOWN_NATIVE_NOISE)
+                    log.log(logging.DEBUG if noise else logging.WARNING, "tl2cgen: %s", line.strip())
+
+
 def _build_native(
     tl_model: Any,
     workdir: Path,
@@ -768,7 +795,8 @@ def _build_native(
     import tl2cgen
 
     src = workdir / "src"
-    tl2cgen.generate_c_code(tl_model, dirpath=src, params={"parallel_comp": parallel_comp})
+    with _native_stderr_to_log():
+        tl2cgen.generate_c_code(tl_model, dirpath=src, params={"parallel_comp": parallel_comp})
     header = (src / "header.h").read_text()
     if "double fvalue;" not in header or "double* result" not in header:
         raise RuntimeError("generated code does not use float64 inputs and outputs")
