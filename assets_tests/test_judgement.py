@@ -141,3 +141,28 @@ def test_a_champion_is_replaced_only_by_a_challenger_not_worse_with_confidence(
     replaced = judge(bp, data, cf, good, ChampionView(worse, None, "champion 1"), failed_checks=[],
                      n_examples=len(data))
     assert any(r.startswith("PASS lift_over_champion") for r in replaced.decision.reasons), replaced.decision.reasons
+
+
+def test_a_binding_guardrail_that_the_default_breaks(clear_case: tuple[Blueprint, TrainingSet]) -> None:
+    """Always sending (the default) breaks a tight unsubscribe guardrail: tuning trades
+    clicks for unsubscribes and is accepted for breaking it less, held out, and the gate
+    lets through a challenger that breaks it less than the default action does."""
+    _, data = clear_case
+    d = load_catalog()[UC].model_dump(mode="json")
+    d["objective"]["guardrails"][0]["max_increase"] = 0.001
+    bp = Blueprint.model_validate(d)
+    trained = train_models(bp, data, seed=0)
+    assert trained.crossfit is not None
+    cf = trained.crossfit.scores
+    logged = LoggedData(data.action, data.propensity, data.labels, cf)
+    mixing = Mixing.for_examples(bp, len(data))
+    result = tune_policy(bp, logged, trained.crossfit.folds, seed=0, n_trials=25, mixing=mixing)
+    assert result.accepted and "the declared ones break a guardrail" in result.reason, result.reason
+    assert result.params["weight_unsubscribe"] < bp.policy.values["weight_unsubscribe"] or (
+        result.params["threshold"] > bp.policy.values["threshold"])
+    verdict = judge(bp, data, cf, Contender(cf, result.params, mixing), None, failed_checks=[], n_examples=len(data))
+    gate = next(g for g in verdict.decision.gates if g.name == "guardrail_unsubscribe")
+    assert gate.passed, gate.detail
+    worse = judge(bp, data, cf, Contender({k: v[:, ::-1] for k, v in cf.items()}, result.params, mixing), None,
+                  failed_checks=[], n_examples=len(data))
+    assert not worse.decision.promote

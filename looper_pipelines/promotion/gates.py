@@ -46,12 +46,16 @@ def decide_promotion(
     guardrails: Mapping[str, GuardrailEstimate],
     default_text: str = "the default action",
     champion_text: str = "the champion",
+    incumbent_guardrails: Mapping[str, GuardrailEstimate] | None = None,
+    incumbent_text: str = "the default action",
 ) -> PromotionDecision:
     """All gates as the blueprint sets them. ``*_metric`` is a loss (lower is better)
     measured on the same holdout; ``default_lift`` and ``champion_lift`` are the off-policy
     lifts of the challenger's policy over the default action's and over the champion's
     (None on a cold start), with two-sided ``min_lift_confidence`` intervals; guardrails
-    are the challenger's estimates."""
+    are the challenger's estimates. A guardrail the incumbent (the champion, or the default
+    action on a cold start; ``incumbent_guardrails``) already breaks passes when the
+    challenger breaks it by less: promoting it moves towards the bound."""
     p = bp.promotion
     conf = f"lower {p.min_lift_confidence:.0%} bound"
     gates = [
@@ -90,11 +94,14 @@ def decide_promotion(
                                 f"{conf} {champion_lift.ci_low:+.5f} ({rule})"))
     for g in bp.objective.guardrails:
         est = guardrails.get(g.label)
-        gates.append(
-            GateResult(
-                f"guardrail_{g.label}",
-                est is not None and est.holds,
-                est.describe(g.max_increase, g.max_value) if est is not None else "no estimate",
-            )
-        )
+        inc = (incumbent_guardrails or {}).get(g.label)
+        if est is None:
+            gates.append(GateResult(f"guardrail_{g.label}", False, "no estimate"))
+            continue
+        detail = est.describe(g.max_increase, g.max_value)
+        passed = est.holds
+        if not passed and inc is not None and not inc.holds and est.excess < inc.excess:
+            passed = True
+            detail += f"; broken, but by less than {incumbent_text} ({inc.describe(g.max_increase, g.max_value)})"
+        gates.append(GateResult(f"guardrail_{g.label}", passed, detail))
     return PromotionDecision(all(g.passed for g in gates), gates)

@@ -78,7 +78,9 @@ def judge(
     target = challenger.probabilities(bp)
     default = np.full(logged.n, bp.decision.actions.index(bp.decision.default_action))
     default_text = f"the default action {bp.decision.default_action!r}"
-    default_lift = dr.lift(target, deployed_probabilities(bp, default, challenger.mixing), weights, alpha)
+    default_probs = deployed_probabilities(bp, default, challenger.mixing)
+    default_lift = dr.lift(target, default_probs, weights, alpha)
+    incumbent, incumbent_text = dr.guardrails(bp, default_probs), default_text
     champion_lift, champion_text = None, ""
     ch_loss = logged_action_loss(bp, data, logged.scores)
     champ_loss = None
@@ -86,6 +88,7 @@ def judge(
         rows = champion.rows
         baseline = champion.contender.probabilities(bp, challenger.mixing)
         champion_text = champion.text
+        incumbent, incumbent_text = dr.guardrails(bp, baseline), champion.text.split(" (")[0]
         ch_loss = logged_action_loss(bp, data, logged.scores, rows)
         champ_loss = logged_action_loss(bp, data, champion.contender.scores, rows)
         if rows is None:
@@ -106,5 +109,7 @@ def judge(
         guardrails=guards,
         default_text=default_text,
         champion_text=champion_text,
+        incumbent_guardrails=incumbent,
+        incumbent_text=incumbent_text,
     )
     return Judgement(decision, default_lift, champion_lift, guards, default_text, champion_text)

@@ -204,7 +204,9 @@ def tune_policy(
             held_guard[label][1][test] = inc
     confidence = bp.policy.min_improvement_confidence
     gain = mean_interval(held, 2 * (1 - confidence))
-    held_ok = all(guardrail_from_terms(bp, label, v, inc).holds for label, (v, inc) in held_guard.items())
+    held_excess = {label: guardrail_from_terms(bp, label, v, inc).excess for label, (v, inc) in held_guard.items()}
+    held_ok = all(e <= 0 for e in held_excess.values())
+    declared_excess = _excess(bp, declared_guard)
     improvement = {"value": gain.value, "ci_low": gain.ci_low, "ci_high": gain.ci_high, "n": float(gain.n),
                    "confidence": confidence}
 
@@ -212,15 +214,36 @@ def tune_policy(
     tuned_ok = all(v <= 0 for v in _excess(bp, judge.guard(judge.probs(tuned))).values())
     kw = {"improvement": improvement, "fold_params": fold_params, "trials": trials}
     gain_text = f"held-out gain {gain.value:+.5f}, lower {confidence:.0%} bound {gain.ci_low:+.5f}"
+
+    def keep(why: str) -> TuningResult:
+        return result(declared, False, f"kept the declared parameters: {why} ({gain_text})", tuned, **kw)
+
+    def accept(why: str) -> TuningResult:
+        return result(tuned, True, f"tuned parameters accepted: {why}", tuned, **kw)
+
     if tuned == declared:
-        return result(declared, False, f"kept the declared parameters: the search found no gain it could support ({gain_text})", tuned, **kw)
-    if not tuned_ok or not held_ok:
-        return result(declared, False, f"kept the declared parameters: the tuned ones break a guardrail on held-out data ({gain_text})", tuned, **kw)
-    if gain.ci_low > 0:
-        return result(tuned, True, f"tuned parameters accepted: {gain_text}", tuned, **kw)
-    if not declared_ok:
-        return result(tuned, True, f"tuned parameters accepted: the declared ones break a guardrail that the tuned ones keep ({gain_text})", tuned, **kw)
-    return result(declared, False, f"kept the declared parameters: the gain of tuning is not significant ({gain_text})", tuned, **kw)
+        return keep("the search found no gain it could support")
+    if declared_ok:
+        if not tuned_ok or not held_ok:
+            return keep("the tuned ones break a guardrail on held-out data")
+        if gain.ci_low > 0:
+            return accept(gain_text)
+        return keep("the gain of tuning is not significant")
+    # the declared parameters break a guardrail: keeping it comes first
+    breach = ", ".join(f"{label} {declared_excess[label]:+.5f} past its bound, tuned {held_excess[label]:+.5f}"
+                       for label in declared_excess if declared_excess[label] > 0)
+    if tuned_ok and held_ok:
+        return accept(f"the declared ones break a guardrail that the tuned ones keep ({breach}; {gain_text})")
+    if _less_broken(held_excess, declared_excess):
+        return accept(f"the declared ones break a guardrail and the tuned ones less, held out ({breach}; {gain_text})")
+    return keep(f"the declared ones break a guardrail and the tuned ones do no better ({breach})")
+
+
+def _less_broken(tuned: dict[str, float], declared: dict[str, float]) -> bool:
+    """Every guardrail kept or broken by less than the declared parameters break it, and
+    at least one broken guardrail improved."""
+    return all(tuned[k] <= max(declared[k], 0.0) for k in declared) and any(
+        tuned[k] < declared[k] for k in declared if declared[k] > 0)
 
 
 def pareto_mask(values: np.ndarray, costs: np.ndarray) -> np.ndarray:
