@@ -71,6 +71,7 @@ def build_policy_assets(use_case: str) -> list[Any]:
             "decision": result.reason, "declared": MetadataValue.json(result.declared),
             "tuned": MetadataValue.json(result.tuned), "improvement": MetadataValue.json(result.improvement),
             "uncertainty": MetadataValue.json(result.uncertainty), "value_dr": result.value,
+            "greedy_value_dr": result.greedy_value, "exploration_and_experiment_cost_dr": result.mixing_cost,
             "guardrails": MetadataValue.json(result.guardrails), "feasible": result.feasible,
             "trials": len(result.trials), **md,
         })

@@ -45,6 +45,7 @@ class TuningResult:
     value: float  # cross-fitted DR value of ``params`` (deployed, with exploration)
     guardrails: dict[str, float]  # per guardrail label: its increase (or mean, for a cap) under ``params``
     feasible: bool  # ``params`` keep every guardrail (point estimates)
+    greedy_value: float = float("nan")  # the same policy without exploration and experiment
     improvement: dict[str, float] = field(default_factory=dict)  # held-out gain of tuning over declared
     fold_params: list[dict[str, float]] = field(default_factory=list)
     trials: list[dict[str, float]] = field(default_factory=list)  # of the search on all examples
@@ -53,6 +54,11 @@ class TuningResult:
     def policy_version(self) -> str:
         raw = json.dumps({"params": self.params}, sort_keys=True).encode()
         return "p" + hashlib.sha256(raw).hexdigest()[:11]
+
+    @property
+    def mixing_cost(self) -> float:
+        """Estimated value per decision lost to exploration and the experiment arm."""
+        return self.greedy_value - self.value
 
     @property
     def uncertainty(self) -> dict[str, dict[str, float]]:
@@ -67,7 +73,8 @@ class TuningResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"params": self.params, "accepted": self.accepted, "reason": self.reason, "declared": self.declared,
-                "tuned": self.tuned, "value": self.value, "guardrails": self.guardrails, "feasible": self.feasible,
+                "tuned": self.tuned, "value": self.value, "greedy_value": self.greedy_value,
+                "mixing_cost": self.mixing_cost, "guardrails": self.guardrails, "feasible": self.feasible,
                 "improvement": self.improvement, "fold_params": self.fold_params, "uncertainty": self.uncertainty}
 
 
@@ -178,9 +185,13 @@ def tune_policy(
     def result(params: dict[str, float], accepted: bool, reason: str, tuned: dict[str, float], **kw: Any) -> TuningResult:
         probs = declared_probs if params == declared else judge.probs(params)
         guard = judge.guard(probs)
+        greedy = build_policy(bp, params).choose(judge.scores)
+        onehot = np.zeros_like(probs)
+        onehot[np.arange(len(greedy)), greedy] = 1.0
         return TuningResult(params=params, accepted=accepted, reason=reason, declared=declared, tuned=tuned,
                             value=float(judge.terms(probs).mean()), guardrails=_guard_values(bp, guard),
-                            feasible=all(v <= 0 for v in _excess(bp, guard).values()), **kw)
+                            feasible=all(v <= 0 for v in _excess(bp, guard).values()),
+                            greedy_value=float(judge.terms(onehot).mean()), **kw)
 
     if not bp.policy.parameters:
         return result(declared, False, "the blueprint declares no tunable parameters", declared)
