@@ -37,6 +37,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import subprocess  # noqa: E402
@@ -265,6 +266,24 @@ def looper(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, cwd=str(home))
 
 
+def package_version() -> str:
+    """The git commit and a hash of the package's and dbt project's source as they are now
+    (other work may change them while the benchmark runs; each run records what it ran)."""
+    repo = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for folder in ("looper_pipelines", "dbt_project"):
+        for f in sorted((repo / folder).rglob("*")):
+            if f.suffix in (".py", ".sql", ".yaml", ".yml", ".c") and "target" not in f.parts:
+                h.update(str(f.relative_to(repo)).encode())
+                h.update(f.read_bytes())
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        head = "?"
+    return f"{head}/{h.hexdigest()[:8]}"
+
+
 # -- the T-learner baseline ---------------------------------------------------------------------
 def t_learner(bp: Blueprint, logged: Logged, x: np.ndarray, x_eval: np.ndarray) -> dict[str, np.ndarray]:
     """(n_eval, K) per label: one LightGBM model per action and label, fitted on that action's
@@ -311,6 +330,7 @@ class RunResult:
     version: str | None = None
     seconds: float = 0.0
     seconds_pipeline: float = 0.0
+    code: str = ""  # package_version() when the run started
     error: str | None = None
 
 
@@ -326,17 +346,19 @@ def run_one(product: Product, size: int, seed: int, root: Path) -> RunResult:
     logged = generate_logs(sim, size, seed, csv)
 
     t1 = time.perf_counter()
+    code = package_version()
     imp = looper(home, "logs", "import", "--use-case", bp.name, "--blueprint", str(bp_path),
                  "--mapping", str(map_path), str(csv))
     if imp.returncode != 0:
         print(imp.stdout + imp.stderr, file=sys.stderr, flush=True)
         return RunResult(product.name, size, seed, imp.returncode, False, [], seconds=time.perf_counter() - t0,
-                         error="import failed: " + (imp.stderr.strip().splitlines() or ["?"])[-1])
+                         code=code, error="import failed: " + (imp.stderr.strip().splitlines() or ["?"])[-1])
     run = looper(home, "run", "--use-case", bp.name)
     seconds_pipeline = time.perf_counter() - t1
     gate_lines = [ln.strip() for ln in run.stdout.splitlines() if ln.strip()]
     promoted = any(ln.startswith("challenger ") and ln.endswith(": PROMOTED") for ln in gate_lines)
-    res = RunResult(product.name, size, seed, run.returncode, promoted, gate_lines, seconds_pipeline=seconds_pipeline)
+    res = RunResult(product.name, size, seed, run.returncode, promoted, gate_lines, seconds_pipeline=seconds_pipeline,
+                    code=code)
     if run.returncode not in (0, 3):
         print(f"--- {product.name} size {size} seed {seed}: looper run exited {run.returncode}\n"
               f"{run.stdout}\n{run.stderr}", file=sys.stderr, flush=True)
@@ -419,8 +441,24 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
     def compare(x: str, y: str, tol: float) -> list[bool]:
         return [r.lift[x] >= r.lift[y] - tol for r in ok]
 
+    def excess(r: RunResult, name: str) -> float:
+        g = r.guardrail.get(name)
+        return 0.0 if g is None or r.guardrail_bound is None else max(g - r.guardrail_bound, 0.0)
+
+    def guard_aware(x: str, y: str) -> list[bool]:
+        """Within the tolerance, or y breaks the guardrail (its true value on the evaluation
+        subjects) and x breaks it by less: a lower value bought by keeping the guardrail."""
+        return [r.lift[x] >= r.lift[y] - TOLERANCE or excess(r, x) < excess(r, y) for r in ok]
+
     a_strict, b_strict = compare("a", "c_served", 0.0), compare("b", "c_greedy", 0.0)
     a_tol, b_tol = compare("a", "c_served", TOLERANCE), compare("b", "c_greedy", TOLERANCE)
+    a_guard, b_guard = guard_aware("a", "c_served"), guard_aware("b", "c_greedy")
+    below = [f"{r.product}/{r.size}/{r.seed}: (a) {r.lift['a']:+.3f} vs {r.lift['c_served']:+.3f}, "
+             f"(b) {r.lift['b']:+.3f} vs {r.lift['c_greedy']:+.3f}"
+             + (f", guardrail excess (a) {excess(r, 'a'):.4f} (c) {excess(r, 'c_served'):.4f} "
+                f"(b) {excess(r, 'b'):.4f} (c) {excess(r, 'c_greedy'):.4f}" if r.guardrail_bound is not None else "")
+             + ("" if r.promoted else ", not promoted")
+             for r, x, y in zip(ok, a_tol, b_tol, strict=True) if not (x and y)]
     b_minus_d = [r.lift["b"] - r.lift["d"] for r in ok]
     at_50k = {}
     for row in table:
@@ -438,8 +476,9 @@ def summarise(results: list[RunResult]) -> dict[str, Any]:
         "scored": len(ok),
         "failed": [f"{r.product}/{r.size}/{r.seed}: {r.error}" for r in results if r.error],
         "promoted": sum(r.promoted for r in results),
-        "a_ge_c_served": {"strict": share(a_strict), "within_tol": share(a_tol)},
-        "b_ge_c_greedy": {"strict": share(b_strict), "within_tol": share(b_tol)},
+        "a_ge_c_served": {"strict": share(a_strict), "within_tol": share(a_tol), "guardrail_aware": share(a_guard)},
+        "b_ge_c_greedy": {"strict": share(b_strict), "within_tol": share(b_tol), "guardrail_aware": share(b_guard)},
+        "below_c": below,
         "tolerance": TOLERANCE,
         "b_minus_d_median": float(np.median(b_minus_d)) if b_minus_d else math.nan,
         "b_median_at_50k": at_50k,
@@ -470,13 +509,38 @@ def print_summary(s: dict[str, Any]) -> None:
     for key, label in (("a_ge_c_served", "(a) >= (c) served"), ("b_ge_c_greedy", "(b) >= (c) greedy")):
         v = s[key]
         print(f"{label}: {v['strict']:.0%} of runs strictly, {v['within_tol']:.0%} within {s['tolerance']} "
-              "(goal >= 95%)")
+              f"(goal >= 95%); {v['guardrail_aware']:.0%} counting as no worse a policy that breaks the true "
+              "guardrail by less")
+    for line in s["below_c"]:
+        print(f"  below (c) by more than {s['tolerance']}: {line}")
     print(f"median of (b) - (d): {s['b_minus_d_median']:+.3f} (goal >= 0)")
     at = ", ".join(f"{p} {v:.2f}" for p, v in s["b_median_at_50k"].items()) or "no 50k runs"
     print(f"median lift share of (b) at 50k: {at} (goal >= 0.80 for each product)")
     print("goals: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in s["goals"].items()))
     if s["failed"]:
         print("failed runs: " + "; ".join(s["failed"]))
+    if len(s.get("code", [])) > 1:
+        print("the package changed during the run: " + ", ".join(s["code"]))
+
+
+def guardrail_bound(product: str) -> float | None:
+    data = PRODUCTS[product].edit(yaml.safe_load((PACKAGED_CATALOG / f"{PRODUCTS[product].packaged}.yaml").read_text()))
+    guards = data.get("objective", {}).get("guardrails") or []
+    return guards[0].get("max_increase") if guards else None
+
+
+def resummarise(path: Path) -> None:
+    line = next(ln for ln in reversed(path.read_text().splitlines()) if ln.startswith("{"))
+    old = json.loads(line)
+    results = [RunResult(d["product"], d["size"], d["seed"], d["exit"], d["promoted"], d.get("gate_lines", []),
+                         lift=d["lift"], values=d["values"], guardrail=d["guardrail"],
+                         guardrail_bound=d.get("guardrail_bound", guardrail_bound(d["product"])),
+                         version=d["version"], seconds=d["seconds"], code=d.get("code", ""), error=d["error"])
+               for d in old["runs_detail"]]
+    summary = summarise(results)
+    summary["code"] = sorted({r.code for r in results if r.code})
+    print_summary(summary)
+    print(f"run time {old.get('seconds', math.nan) / 60:.0f} min")
 
 
 def main() -> None:
@@ -488,7 +552,12 @@ def main() -> None:
                     help="products run at sizes above 50,000 (default: %(default)s; 'all' for every product)")
     ap.add_argument("--quick", action="store_true", help="notif_base and rec_base; 5k and 20k; seed 0")
     ap.add_argument("--keep", default=None, help="keep every run's files under this folder")
+    ap.add_argument("--from-json", default=None, metavar="FILE",
+                    help="print the summary of an earlier run from its output (the last JSON line)")
     args = ap.parse_args()
+    if args.from_json:
+        resummarise(Path(args.from_json))
+        return
     if args.quick:
         args.products, args.sizes, args.seeds = "notif_base,rec_base", "5000,20000", "0"
     products = [PRODUCTS[p.strip()] for p in args.products.split(",") if p.strip()]
@@ -517,21 +586,22 @@ def main() -> None:
                          if g is not None else "")
                 print(f"{r.product:11s} {r.size:7d} seed {r.seed}  exit {r.exit_code} "
                       f"{'promoted    ' if r.promoted else 'not promoted'}  {lifts}{guard}  "
-                      f"[{r.seconds:.0f}s, total {time.perf_counter() - t0:.0f}s]", flush=True)
+                      f"[{r.seconds:.0f}s, total {time.perf_counter() - t0:.0f}s, code {r.code}]", flush=True)
             else:
                 print(f"{r.product:11s} {r.size:7d} seed {r.seed}  exit {r.exit_code}  FAILED: {r.error}", flush=True)
             if r.gate_lines and not r.promoted:
                 for ln in r.gate_lines:
                     print(f"    {ln}", flush=True)
     summary = summarise(results)
+    summary["code"] = sorted({r.code for r in results if r.code})
     print_summary(summary)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["runs_detail"] = [
         {"product": r.product, "size": r.size, "seed": r.seed, "exit": r.exit_code, "promoted": r.promoted,
-         "version": r.version, "lift": {k: round(v, 4) for k, v in r.lift.items()},
+         "version": r.version, "guardrail_bound": r.guardrail_bound, "lift": {k: round(v, 4) for k, v in r.lift.items()},
          "values": {k: round(v, 5) for k, v in r.values.items()},
          "guardrail": {k: (None if v is None else round(v, 5)) for k, v in r.guardrail.items()},
-         "seconds": round(r.seconds, 1), "gate_lines": r.gate_lines, "error": r.error}
+         "seconds": round(r.seconds, 1), "code": r.code, "gate_lines": r.gate_lines, "error": r.error}
         for r in results
     ]
     print(json.dumps(summary))
