@@ -392,6 +392,19 @@ class Promotion(_Strict):
     max_lift_regression: float = Field(0.0, ge=0)
 
 
+class DataChecks(_Strict):
+    """Bounds of the blocking data-quality checks on each day of logged decisions.
+
+    ``max_null_share``: the largest share of a day's decisions that may lack a required
+    feature (one without a declared default). ``max_volume_drop``: a day with fewer than
+    ``1 - max_volume_drop`` times the median of the previous ``volume_history_days`` days'
+    decisions blocks training (``1.0`` turns the check off)."""
+
+    max_null_share: float = Field(0.0, ge=0.0, le=1.0)
+    max_volume_drop: float = Field(0.8, gt=0.0, le=1.0)
+    volume_history_days: int = Field(7, ge=1, le=90)
+
+
 class Schedule(_Strict):
     cron: str = "0 3 * * *"
     enabled: bool = False
@@ -408,6 +421,7 @@ class Blueprint(_Strict):
     policy: Policy
     experiment: Experiment | None = None
     promotion: Promotion = Promotion()
+    data_checks: DataChecks = DataChecks()
     schedule: Schedule = Schedule()
 
     @model_validator(mode="after")

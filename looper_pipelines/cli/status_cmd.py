@@ -12,6 +12,7 @@ from looper_pipelines.home import HomeLayout
 
 
 def collect(home: str | None) -> dict[str, Any]:
+    from looper_pipelines.quality.outcomes import latest_outcomes
     from looper_pipelines.registry import CHALLENGER, CHAMPION, ModelRegistry
     from looper_pipelines.serving.runtime import current_version
 
@@ -31,8 +32,7 @@ def collect(home: str | None) -> dict[str, Any]:
             entry[alias] = None if v is None else {"version": v.version, "policy_version": v.tags.get("policy_version"),
                                                    "run_id": v.run_id}
         entry["serving_version"] = current_version(layout, name)
-        checks_file = layout.state / "checks" / f"{name}.json"
-        entry["checks"] = {k: ("passed" if c["passed"] else "FAILED") for k, c in json.loads(checks_file.read_text()).items()} if checks_file.exists() else {}
+        entry["checks"] = {k: ("passed" if ok else "FAILED") for k, ok in latest_outcomes(layout, name).items()}
         entry["last_materialization"] = _last_materialization(instance, name)
         entry["last_promotion"] = _last_promotion(layout, name)
         out["use_cases"][name] = entry

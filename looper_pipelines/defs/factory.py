@@ -43,7 +43,7 @@ def build_use_case_defs(bp: Blueprint, dbt_manifest: Path) -> Definitions:
         ScheduleDefinition(name=f"{uc}_daily_data", job=data_job, cron_schedule=bp.schedule.cron,
                            default_status=_status(bp)),
     ]
-    return Definitions(assets=assets, asset_checks=[build_log_checks(uc)], jobs=[data_job, model_job],
+    return Definitions(assets=assets, asset_checks=[build_log_checks(bp)], jobs=[data_job, model_job],
                        schedules=schedules)
 
 
