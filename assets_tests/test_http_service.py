@@ -344,7 +344,30 @@ RAW_CASES: list[tuple[str, str, bytes, int, str]] = [
     ("malformed JSON", "/v1/decisions", b'{"use_case": "notification_send",', 400, "body"),
     ("empty body", "/v1/decisions", b"", 400, "body"),
     ("not UTF-8", "/v1/decisions", b'{"use_case": "\xff"}', 400, "body"),
-    ("lone surrogate", "/v1/decisions", b'{"use_case": "\\ud800", "subject_id": "u"}', 400, "body"),
+    ("lone surrogate", "/v1/decisions", b'{"use_case": "\\ud800", "subject_id": "u"}', 422, "use_case"),
+    (
+        "lone surrogate in a subject id",
+        "/v1/decisions",
+        b'{"use_case": "notification_send", "subject_id": "u\\ud800", "features": {"tenure_days": 1, "hour_of_day": 1}}',
+        422,
+        "subject_id",
+    ),
+    (
+        "lone surrogate in an observation id",
+        "/v1/observations",
+        b'{"decision_id": "abc", "name": "click", "value": 1, "observation_id": "\\udc00x"}',
+        422,
+        "observation_id",
+    ),
+    (
+        "integer value beyond the float range",
+        "/v1/observations",
+        b'{"decision_id": "01a2247b6745608720f900016161-notification_send", "name": "click", "value": 1'
+        + b"0" * 400
+        + b"}",
+        422,
+        "value",
+    ),
     ("array body", "/v1/decisions", b"[]", 422, "body"),
     (
         "NaN feature",

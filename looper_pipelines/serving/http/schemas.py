@@ -97,7 +97,8 @@ class DecisionResponse(BaseModel):
 class ErrorDetail(BaseModel):
     field: str = Field(
         description="The offending field as a dotted path (e.g. 'features.age', 'requests.3.use_case'); "
-        "'body' for the body as a whole, 'authorization' for the token."
+        "'body' for the body as a whole, 'authorization' for the token, 'storage' when the "
+        "log could not store the record (503)."
     )
     message: str
 
@@ -302,6 +303,9 @@ def build_openapi(
         **{str(k): v for k, v in auth.items()},
         "413": _error(f"The body is larger than {max_body_bytes} bytes."),
         "422": _error("A field is missing, of the wrong type or not allowed; 'field' names it."),
+        "503": _error(
+            "The log could not store the record ('field' is 'storage'); nothing was acknowledged, retry."
+        ),
     }
     security = [{"bearerAuth": []}] if token_required else []
 
