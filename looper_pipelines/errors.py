@@ -52,5 +52,7 @@ def bad_text(value: str) -> str | None:
     try:
         value.encode()
     except UnicodeEncodeError as exc:
-        return f"is not valid Unicode text (a lone surrogate at position {exc.start}): {shown(value)}"
+        return (
+            f"is not valid Unicode text (a lone surrogate at position {exc.start}): {shown(value)}"
+        )
     return None

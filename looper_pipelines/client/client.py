@@ -251,5 +251,3 @@ def _explain_text(record: Mapping[str, Any], fields: tuple[str, ...]) -> None:
         problem = bad_text(value) if isinstance(value, str) else None
         if problem is not None:
             raise LooperInputError(field, problem) from None
-
-

@@ -1,0 +1,366 @@
+"""Fault injection with real components: real files, real processes, a real HTTP server.
+
+- Writers killed with SIGKILL: every id a writer saw acknowledged is in the logs exactly
+  once, before and after recovery and compaction.
+- A storage failure inside the append (the kernel refusing to grow a segment file, made
+  to happen with ``RLIMIT_FSIZE``: a real ``EFBIG`` from ``pwrite``, no mock): the call
+  raises an error naming the cause, nothing is acknowledged that is not stored, and a
+  retry with the same observation id once the fault clears stores exactly one record, in
+  the SDK and over HTTP (a 503 naming the cause, then a 200).
+- A killed compaction's temporary files are removed by the next compaction.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import orjson
+import polars as pl
+import pytest
+
+from looper_pipelines.logs import compact, read_decisions, read_observations, recover
+from looper_pipelines.logs import segments as sg
+from looper_pipelines.logs.compaction import LOCK_NAME
+from looper_pipelines.logs.readers import parquet_files, read_segment_payloads
+from looper_pipelines.logs.records import DECISIONS, ID_COLUMN, OBSERVATIONS
+
+from .conftest import REPO, run_python
+
+UC = "notification_send"
+FEATURES = {"tenure_days": 12.5, "sessions_last_7d": 3, "hour_of_day": 20, "platform": "ios"}
+CHILD_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def raw_ids(home: Path, kind: str) -> Counter[str]:
+    """How many times each id is stored (segments and Parquet, not deduplicated: the
+    readers keep the first observation of an id, so they would hide a second record)."""
+    logs = home / "logs"
+    payloads, stems = read_segment_payloads(logs, kind, UC)
+    idcol = ID_COLUMN[kind]
+    ids = Counter(orjson.loads(p)[idcol] for p in payloads)
+    skip = {sg.parquet_name(s) for s in stems}
+    for f in parquet_files(logs, kind, UC):
+        if f.name not in skip:
+            ids.update(pl.read_parquet(f, columns=[idcol])[idcol].to_list())
+    return ids
+
+
+def assert_exactly_once(home: Path, kind: str, witnessed: set[str]) -> None:
+    counts = raw_ids(home, kind)
+    missing = witnessed - set(counts)
+    assert not missing, f"{len(missing)} acknowledged {kind} lost, e.g. {sorted(missing)[:3]}"
+    twice = {i: n for i, n in counts.items() if n > 1}
+    assert not twice, f"{kind} stored more than once: {list(twice.items())[:3]}"
+    read = read_decisions if kind == DECISIONS else read_observations
+    assert witnessed <= set(read(home, UC)[ID_COLUMN[kind]].to_list())
+
+
+# -- SIGKILL of concurrent writers -----------------------------------------------------------
+# A writer: decisions and observations through the SDK; after each acknowledgement it
+# writes "<kind> <id>" to its witness file (unbuffered: on disk as soon as written). Every
+# observation is logged twice with the same id (a retry): the second call must not store.
+WITNESS_CHILD = r"""
+import os, sys
+from looper_pipelines.client import LooperClient
+
+home, witness = sys.argv[1], sys.argv[2]
+client = LooperClient.local(home)
+fd = os.open(witness, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+features = {"tenure_days": 12.5, "sessions_last_7d": 3, "hour_of_day": 20, "platform": "ios"}
+i = 0
+while True:
+    d = client.get_decision("notification_send", f"{os.getpid()}-{i}", features)
+    os.write(fd, b"d " + d.decision_id.encode() + b"\n")
+    oid = f"{os.getpid()}-obs-{i}"
+    for _ in range(2):
+        assert client.log_observation(d.decision_id, "click", i % 2, oid) == oid
+        os.write(fd, b"o " + oid.encode() + b"\n")
+    i += 1
+"""
+
+
+def read_witness(path: Path) -> tuple[set[str], set[str]]:
+    """(decision ids, observation ids) acknowledged, from complete witness lines only."""
+    decisions: set[str] = set()
+    observations: set[str] = set()
+    for line in path.read_bytes().split(b"\n")[:-1]:
+        kind, _, ident = line.decode().partition(" ")
+        (decisions if kind == "d" else observations).add(ident)
+    return decisions, observations
+
+
+def test_sigkilled_writers_lose_no_acknowledged_record(tmp_path: Path) -> None:
+    """An acknowledgement (get_decision or log_observation returning) means the record is
+    stored: SIGKILL of several writer processes mid-stream loses none of them, and none is
+    stored twice, before recovery, after it and after compaction."""
+    home, writers, min_acks = tmp_path / "home", 3, 400
+    home.mkdir()
+    witnesses = [tmp_path / f"witness-{k}" for k in range(writers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WITNESS_CHILD, str(home), str(w)],
+            env=CHILD_ENV,
+            stderr=subprocess.PIPE,
+        )
+        for w in witnesses
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not all(w.exists() and w.stat().st_size > min_acks * 40 for w in witnesses):
+            for p in procs:
+                assert p.poll() is None, p.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the writers were too slow"
+            time.sleep(0.02)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGKILL)
+        for p in procs:
+            p.wait()
+    assert all(p.returncode == -signal.SIGKILL for p in procs)
+    decisions: set[str] = set()
+    observations: set[str] = set()
+    for w in witnesses:
+        d, o = read_witness(w)
+        decisions |= d
+        observations |= o
+    assert (
+        len(decisions) >= writers * min_acks // 4 and len(observations) >= len(decisions) - writers
+    )
+
+    for kind, ids in ((DECISIONS, decisions), (OBSERVATIONS, observations)):
+        assert_exactly_once(home, kind, ids)  # the dead writers' open segments, as they are
+    report = recover(home)
+    assert report["segments_recovered"] == 2 * writers and report["live_segments"] == 0
+    for kind, ids in ((DECISIONS, decisions), (OBSERVATIONS, observations)):
+        assert_exactly_once(home, kind, ids)
+    compact(home)
+    assert not list((home / "logs").glob("*/_segments/*/*.*"))  # all in Parquet now
+    for kind, ids in ((DECISIONS, decisions), (OBSERVATIONS, observations)):
+        assert_exactly_once(home, kind, ids)
+
+
+# -- a storage failure inside the append -----------------------------------------------------
+FSIZE_LIMIT = 64 * 1024  # bytes a segment file may grow to while the fault is on
+
+# Logs through the SDK with files limited to FSIZE_LIMIT bytes (RLIMIT_FSIZE: the kernel
+# refuses to grow a segment past it with EFBIG) until an append fails; retries while the
+# fault is on, lifts the limit, retries again. Prints a JSON report.
+FULL_DISK_CHILD = r"""
+import json, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+limit = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+from looper_pipelines.client import LooperClient
+
+home, durability = sys.argv[1], sys.argv[2]
+features = {"tenure_days": 12.5, "sessions_last_7d": 3, "hour_of_day": 20, "platform": "ios"}
+out = {"decisions": [], "observations": [], "errors": []}
+client = LooperClient.local(home, log_durability=durability)
+
+def attempt(kind, call):
+    try:
+        ident = call()
+    except Exception as e:
+        out["errors"].append([kind, type(e).__name__, str(e)])
+        return None
+    out[kind].append(ident)
+    return ident
+
+decide = lambda: client.get_decision("notification_send", "u", features).decision_id
+d = decide()
+out["decisions"].append(d)
+while attempt("decisions", decide) is not None:
+    assert len(out["decisions"]) < 10 * limit // 100, "the limit never bit"
+observe = lambda oid: lambda: client.log_observation(d, "click", 1, oid)
+i = 0
+while attempt("observations", observe(f"o{i}")) is not None:
+    i += 1
+failed = f"o{i}"
+out["failed"] = failed
+out["retry_during_fault"] = attempt("observations", observe(failed))  # still failing
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # the fault clears
+out["retry_after_fault"] = attempt("observations", observe(failed))
+out["retry_again"] = attempt("observations", observe(failed))  # acknowledged, not stored again
+out["decision_after_fault"] = attempt("decisions", decide)
+client.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("durability", ["default", "strict"])  # the C append; pwrite
+def test_storage_failure_acknowledges_nothing_and_a_retry_stores_once(
+    tmp_path: Path, durability: str
+) -> None:
+    """A failed append raises an error naming the cause and acknowledges nothing; a retry
+    with the same observation id after the fault clears stores exactly one record, and
+    further retries are acknowledged without storing another."""
+    r = run_python(FULL_DISK_CHILD, str(tmp_path), durability, str(FSIZE_LIMIT), timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = orjson.loads(r.stdout)
+    kinds = [e[0] for e in out["errors"]]
+    assert kinds == ["decisions", "observations", "observations"], out["errors"]
+    for _, name, message in out["errors"]:
+        assert name == "OSError" and "File too large" in message and "not logged" in message
+        assert "\n" not in message
+    failed = out["failed"]
+    assert out["retry_during_fault"] is None  # not acknowledged: it was not stored
+    assert out["retry_after_fault"] == out["retry_again"] == failed
+    assert out["decision_after_fault"] is not None
+    acked_obs = set(out["observations"])
+    assert failed in acked_obs and len(out["observations"]) == len(acked_obs) + 1
+    decisions = raw_ids(tmp_path, DECISIONS)
+    observations = raw_ids(tmp_path, OBSERVATIONS)
+    assert set(decisions) == set(out["decisions"]) and set(decisions.values()) == {1}
+    assert set(observations) == acked_obs and set(observations.values()) == {1}
+    compact(tmp_path)
+    assert raw_ids(tmp_path, OBSERVATIONS) == observations
+    assert raw_ids(tmp_path, DECISIONS) == decisions
+
+
+def _limit_file_size() -> None:  # runs in the server process before exec
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FSIZE_LIMIT, hard))
+
+
+def _start_looper_serve(home: Path, limit_files: bool) -> tuple[subprocess.Popen[str], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "looper_pipelines.cli.main", "serve", "--home", str(home),
+           "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        env=CHILD_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_limit_file_size if limit_files else None,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"looper serve did not come up: {proc.communicate()[0][-2000:]}")
+        time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[0]
+
+
+def test_storage_failure_over_http_is_a_503_and_a_retry_stores_once(tmp_path: Path) -> None:
+    """Over HTTP a log that cannot store the record answers 503 naming the cause (never a
+    200 for an observation that was not stored); the retry with the same observation id
+    once the fault clears is a 200 and stores exactly one record."""
+    proc, url = _start_looper_serve(tmp_path, limit_files=True)
+    try:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            r = http.post(
+                "/v1/decisions", json={"use_case": UC, "subject_id": "u", "features": FEATURES}
+            )
+            assert r.status_code == 200, r.text
+            decision_id = r.json()["decision_id"]
+            acked: list[str] = []
+            for i in range(2000):
+                body = {
+                    "decision_id": decision_id,
+                    "name": "click",
+                    "value": 1,
+                    "observation_id": f"o{i}",
+                }
+                r = http.post("/v1/observations", json=body)
+                if r.status_code != 200:
+                    break
+                acked.append(r.json()["observation_id"])
+            assert r.status_code == 503, r.text
+            error = r.json()["error"]
+            assert error["field"] == "storage" and "File too large" in error["message"], error
+            assert "\n" not in error["message"] and len(error["message"]) < 500
+            again = http.post("/v1/observations", json=body)
+            assert again.status_code == 503, again.text  # the fault is still on
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (hard, hard))  # it clears
+            for _ in range(2):
+                r = http.post("/v1/observations", json=body)
+                assert r.status_code == 200, r.text
+                acked.append(r.json()["observation_id"])
+            assert http.get("/healthz").status_code == 200
+    finally:
+        out = _stop(proc)
+    assert "storage error" in out
+    counts = raw_ids(tmp_path, OBSERVATIONS)
+    assert set(counts) == set(acked) and set(counts.values()) == {1}
+    assert counts[body["observation_id"]] == 1
+
+
+# -- a killed compaction ---------------------------------------------------------------------
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_next_compaction_removes_what_a_killed_compaction_left(tmp_path: Path) -> None:
+    """Temporary files of a killed compaction are removed by the next one (which holds the
+    compaction lock, so no other compaction is writing them); a quarantine file of a live
+    process is left alone, and so is everything while another compaction holds the lock."""
+    r = run_python(
+        "import sys\nfrom looper_pipelines.client import LooperClient\n"
+        "with LooperClient.local(sys.argv[1]) as c:\n"
+        f"    [c.get_decision({UC!r}, f'u{{i}}', {FEATURES!r}) for i in range(50)]\n",
+        str(tmp_path),
+    )
+    assert r.returncode == 0, r.stderr
+    logs = tmp_path / "logs"
+    assert compact(tmp_path)["files_written"] >= 1
+    (part,) = (logs / DECISIONS).glob(f"use_case={UC}/date=*/part-*.parquet")
+    dead = _dead_pid()
+    # what a compaction killed while writing Parquet or a quarantine file leaves
+    stale = part.with_name(f".{part.name}.{dead}.tmp")
+    stale.write_bytes(part.read_bytes()[:100])
+    qdir = sg.quarantine_dir(logs, DECISIONS, UC)
+    qdir.mkdir(parents=True)
+    stale_q = qdir / f".20260101T000000000000Z-{dead}-abcd-000001.torn.{dead}.tmp"
+    live_q = qdir / f".20260101T000000000000Z-1-abcd-000002.torn.{os.getpid()}.tmp"
+    for f in (stale_q, live_q):
+        f.write_bytes(b"partial")
+        os.utime(f, (time.time() - 3600, time.time() - 3600))
+
+    # another compaction holds the lock: a compaction started now waits, removing nothing
+    fd = os.open(logs / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    reports: list[dict] = []
+    waiter = threading.Thread(target=lambda: reports.append(compact(tmp_path)))
+    waiter.start()
+    time.sleep(0.3)
+    assert stale.exists() and stale_q.exists() and not reports
+    os.close(fd)
+    waiter.join(timeout=60)
+    assert reports and not stale.exists() and not stale_q.exists()
+    assert reports[0]["temp_files_removed"] == 2
+    assert live_q.exists()  # its writer (this process) is alive
+    assert part.exists() and read_decisions(tmp_path, UC).height == 50
