@@ -24,6 +24,12 @@ With a token, ``/v1/*`` needs ``Authorization: Bearer <token>``; ``/healthz``,
 ``/metrics`` and ``/openapi.json`` stay open for probes and scrapers. Bodies are read as
 JSON whatever their Content-Type.
 
+A body larger than the limit is refused (413) as soon as that is known, from a declared
+``Content-Length`` before any of it is read; the connection is kept, so the server drops
+the rest of the body and the client reads the 413 rather than a reset connection. Slow
+clients are timed out by the protocol ``looper serve`` runs (``protocol``: 408 past the
+header or body deadline).
+
 A background thread picks up newly promoted champions, so requests do not wait for a
 model to load.
 """
@@ -276,8 +282,9 @@ class LooperHTTP:
             self.metrics.error(e.kind, status)
             if status == 405:
                 headers = [*_JSON_HEADERS, (b"allow", b"POST")]
-            elif status == 413:
-                headers = [*_JSON_HEADERS, (b"connection", b"close")]
+            # A 413 keeps the connection: the server reads and drops the rest of the body
+            # (within ``looper serve``'s body timeout), so the client, still sending, gets
+            # this answer; closing with the body unread would reset the connection first.
         except UnknownUseCaseError as e:
             status = 404
             payload = _error_body(e.field, e.problem)

@@ -301,6 +301,10 @@ def build_openapi(
     common = {
         "400": _error("The body is not valid JSON."),
         **{str(k): v for k, v in auth.items()},
+        "408": _error(
+            "The headers or the body did not arrive within the server's read timeouts "
+            "('field' is 'headers' or 'body'); the connection is closed."
+        ),
         "413": _error(f"The body is larger than {max_body_bytes} bytes."),
         "422": _error("A field is missing, of the wrong type or not allowed; 'field' names it."),
         "503": _error(
