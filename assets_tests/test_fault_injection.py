@@ -302,18 +302,31 @@ def test_storage_failure_over_http_is_a_503_and_a_retry_stores_once(tmp_path: Pa
             assert "\n" not in error["message"] and len(error["message"]) < 500
             again = http.post("/v1/observations", json=body)
             assert again.status_code == 503, again.text  # the fault is still on
+            decided = [decision_id]
+            for i in range(2000):  # decisions, until their segment cannot grow either
+                d = {"use_case": UC, "subject_id": f"s{i}", "features": FEATURES}
+                r = http.post("/v1/decisions", json=d)
+                if r.status_code != 200:
+                    break
+                decided.append(r.json()["decision_id"])
+            assert r.status_code == 503 and r.json()["error"]["field"] == "storage", r.text
             hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
             resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (hard, hard))  # it clears
             for _ in range(2):
                 r = http.post("/v1/observations", json=body)
                 assert r.status_code == 200, r.text
                 acked.append(r.json()["observation_id"])
+            r = http.post("/v1/decisions", json=d)
+            assert r.status_code == 200, r.text
+            decided.append(r.json()["decision_id"])
             assert http.get("/healthz").status_code == 200
     finally:
         out = _stop(proc)
     assert "storage error" in out
     counts = raw_ids(tmp_path, OBSERVATIONS)
     assert set(counts) == set(acked) and set(counts.values()) == {1}
+    decisions = raw_ids(tmp_path, DECISIONS)
+    assert set(decisions) == set(decided) and set(decisions.values()) == {1}
     assert counts[body["observation_id"]] == 1
 
 

@@ -48,7 +48,12 @@ def timeout_setting(value: float | None, env: str, default: float) -> float:
 
 def _timeout_response(part: str, seconds: float) -> bytes:
     body = orjson.dumps(
-        {"error": {"field": part, "message": f"the request {part} did not arrive within {seconds:g} s"}}
+        {
+            "error": {
+                "field": part,
+                "message": f"the request {part} did not arrive within {seconds:g} s",
+            }
+        }
     )
     head = (
         b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
@@ -73,7 +78,9 @@ class ReadTimeouts:
         self._header_s = timeout_setting(
             self.header_timeout_s, HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT_S
         )
-        self._body_s = timeout_setting(self.body_timeout_s, BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT_S)
+        self._body_s = timeout_setting(
+            self.body_timeout_s, BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT_S
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._seen_cycle: Any = None  # the last request whose headers were complete
         self._timed: Any = None  # that request, while its body is awaited
@@ -87,7 +94,8 @@ class ReadTimeouts:
     def data_received(self, data: bytes) -> None:
         super().data_received(data)  # type: ignore[misc]
         if self.transport.is_closing():
-            return self._cancel()
+            self._cancel()
+            return
         cycle = self.cycle
         if cycle is not None and cycle is not self._seen_cycle:  # a request's headers are in
             self._seen_cycle = cycle
@@ -105,7 +113,6 @@ class ReadTimeouts:
             self._partial = cycle is None or not cycle.more_body
             if self._timer is None:
                 self._arm(self._header_s, self._headers_late)
-        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
