@@ -223,3 +223,17 @@ def test_openapi_document_follows_the_blueprints() -> None:
         for r in schemas["AnyObservationRequest"]["anyOf"]
     }
     assert names == {lb.name for bp in catalog.values() for lb in bp.labels}
+
+
+def test_field_names_made_of_keys_are_bounded() -> None:
+    """An unexpected key is named in the error, but a huge one only in part."""
+    huge = "k" * 10_000
+    calls = [
+        lambda: check_decision({"use_case": "u", "subject_id": "s", huge: 1}),
+        lambda: check_decision({"use_case": "u", "subject_id": "s", "features": {huge: [1]}}),
+        lambda: check_observation({"decision_id": "d", "name": "n", "value": 1, huge: 1}),
+    ]
+    for call in calls:
+        with pytest.raises(RequestError) as e:
+            call()
+        assert e.value.status == 422 and "kkkk" in e.value.field and len(e.value.field) < 150

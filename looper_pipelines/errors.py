@@ -41,8 +41,8 @@ def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
 
 def shown_key(key: str) -> str:
     """A mapping key as part of a field name (``features.<key>``): the key itself when it
-    is short, printable text, else bounded as ``shown`` quotes it."""
-    if len(key) <= SHOWN_CHARS and key.isprintable() and bad_text(key) is None:
+    is short valid text, else bounded and escaped as ``shown`` quotes it."""
+    if len(key) <= SHOWN_CHARS and bad_text(key) is None:
         return key
     return shown(key)
 

@@ -54,7 +54,7 @@ from starlette.routing import Route
 
 from looper_pipelines.client import LooperClient, LooperInputError, UnknownUseCaseError
 from looper_pipelines.client.features import MAX_SAFE_INT, FeatureEncoder
-from looper_pipelines.errors import bad_text, shown_key
+from looper_pipelines.errors import bad_text, shown, shown_key
 from looper_pipelines.logs.records import use_case_of
 from looper_pipelines.serving.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from looper_pipelines.serving.http.metrics import HttpMetrics
@@ -373,7 +373,7 @@ class LooperHTTP:
                 raise RequestError(
                     404,
                     prefix + "use_case",
-                    f"no blueprint named {use_case!r}; known: {sorted(encoders)}",
+                    f"no blueprint named {shown(use_case)}; known: {sorted(encoders)}",
                     "unknown_use_case",
                 )
             try:
