@@ -29,11 +29,17 @@ import orjson
 import polars as pl
 import pytest
 
-from looper_pipelines.logs import compact, read_decisions, read_observations, recover
+from looper_pipelines.logs import LogStore, compact, read_decisions, read_observations, recover
 from looper_pipelines.logs import segments as sg
 from looper_pipelines.logs.compaction import LOCK_NAME
 from looper_pipelines.logs.readers import parquet_files, read_segment_payloads
-from looper_pipelines.logs.records import DECISIONS, ID_COLUMN, OBSERVATIONS
+from looper_pipelines.logs.records import (
+    DECISIONS,
+    ID_COLUMN,
+    OBSERVATIONS,
+    new_decision_id,
+    now_us,
+)
 
 from .conftest import REPO, run_python
 
@@ -337,31 +343,63 @@ def _dead_pid() -> int:
     return p.pid
 
 
+def _log_decisions(home: Path, n: int) -> None:
+    """``n`` decision records in one sealed segment (through the log writer itself)."""
+    with LogStore(home) as store:
+        for i in range(n):
+            ts = now_us()
+            store.append(DECISIONS, UC, {
+                "decision_id": new_decision_id(UC, ts), "use_case": UC, "subject_id": f"s{i}",
+                "timestamp": ts, "features": FEATURES, "action": "send", "action_index": 1,
+                "propensity": 0.9, "scores": {}, "explored": False,
+            })  # fmt: skip
+
+
+def _kill_compaction_while_it_writes(home: Path) -> list[Path]:
+    """Start ``compact`` in a process, SIGKILL it while a Parquet temporary file exists,
+    and return the temporary files it left (a few tries: the window is a write)."""
+    base = sg.partition_dir(home / "logs", DECISIONS, UC)
+    code = "import sys\nfrom looper_pipelines.logs import compact\ncompact(sys.argv[1])"
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", code, str(home)], env=CHILD_ENV)
+        try:
+            while proc.poll() is None:
+                if list(base.glob("date=*/.*.tmp")):
+                    proc.send_signal(signal.SIGSTOP)  # frozen mid-write, then killed
+                    left = list(base.glob("date=*/.*.tmp"))
+                    proc.send_signal(signal.SIGKILL if left else signal.SIGCONT)
+                    if left:
+                        proc.wait()
+                        return left
+                time.sleep(0.001)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        _log_decisions(home, 60_000)  # it finished first: more to write next time
+    pytest.fail("never caught the compaction writing Parquet")
+
+
 def test_next_compaction_removes_what_a_killed_compaction_left(tmp_path: Path) -> None:
-    """Temporary files of a killed compaction are removed by the next one (which holds the
-    compaction lock, so no other compaction is writing them); a quarantine file of a live
-    process is left alone, and so is everything while another compaction holds the lock."""
-    r = run_python(
-        "import sys\nfrom looper_pipelines.client import LooperClient\n"
-        "with LooperClient.local(sys.argv[1]) as c:\n"
-        f"    [c.get_decision({UC!r}, f'u{{i}}', {FEATURES!r}) for i in range(50)]\n",
-        str(tmp_path),
-    )
-    assert r.returncode == 0, r.stderr
+    """A compaction killed (SIGKILL) while writing Parquet leaves a temporary file; the
+    next compaction, which holds the compaction lock so that no other compaction is
+    writing, removes it and compacts every record exactly once. A quarantine temporary
+    file of a dead process is removed too, one of a live process is left alone, and
+    nothing is removed while another compaction holds the lock."""
+    _log_decisions(tmp_path, 60_000)
+    left = _kill_compaction_while_it_writes(tmp_path)
     logs = tmp_path / "logs"
-    assert compact(tmp_path)["files_written"] >= 1
-    (part,) = (logs / DECISIONS).glob(f"use_case={UC}/date=*/part-*.parquet")
     dead = _dead_pid()
-    # what a compaction killed while writing Parquet or a quarantine file leaves
-    stale = part.with_name(f".{part.name}.{dead}.tmp")
-    stale.write_bytes(part.read_bytes()[:100])
     qdir = sg.quarantine_dir(logs, DECISIONS, UC)
     qdir.mkdir(parents=True)
+    # what a process killed while writing a quarantine file leaves (recover writes them
+    # without the compaction lock: only a dead writer's old file is stale)
     stale_q = qdir / f".20260101T000000000000Z-{dead}-abcd-000001.torn.{dead}.tmp"
     live_q = qdir / f".20260101T000000000000Z-1-abcd-000002.torn.{os.getpid()}.tmp"
     for f in (stale_q, live_q):
         f.write_bytes(b"partial")
         os.utime(f, (time.time() - 3600, time.time() - 3600))
+    before = read_decisions(tmp_path, UC)  # the killed run's Parquet never got its name
 
     # another compaction holds the lock: a compaction started now waits, removing nothing
     fd = os.open(logs / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -370,10 +408,12 @@ def test_next_compaction_removes_what_a_killed_compaction_left(tmp_path: Path) -
     waiter = threading.Thread(target=lambda: reports.append(compact(tmp_path)))
     waiter.start()
     time.sleep(0.3)
-    assert stale.exists() and stale_q.exists() and not reports
+    assert all(f.exists() for f in left) and stale_q.exists() and not reports
     os.close(fd)
-    waiter.join(timeout=60)
-    assert reports and not stale.exists() and not stale_q.exists()
-    assert reports[0]["temp_files_removed"] == 2
+    waiter.join(timeout=120)
+    assert reports and not any(f.exists() for f in left) and not stale_q.exists()
+    assert reports[0]["temp_files_removed"] == len(left) + 1
     assert live_q.exists()  # its writer (this process) is alive
-    assert part.exists() and read_decisions(tmp_path, UC).height == 50
+    after = read_decisions(tmp_path, UC)
+    assert after.height == before.height and after["decision_id"].n_unique() == after.height
+    assert not list(logs.glob("*/use_case=*/date=*/.*"))
