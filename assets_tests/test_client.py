@@ -248,3 +248,77 @@ def test_decide_record_returns_what_was_logged(client: LooperClient, home: Path)
     assert row["timestamp"].timestamp() * 1e6 == pytest.approx(rec["timestamp"], abs=1)
     with pytest.raises(LooperInputError, match="subject_id"):
         client.decide_record("notification_send", "", OK)
+
+
+# -- input the log cannot store, values beyond the float range, bounded messages ------------
+LONE = "\ud800"
+
+
+def _one_bounded_line(e: pytest.ExceptionInfo[LooperInputError]) -> str:
+    text = str(e.value)
+    assert "\n" not in text and len(text) < 400, text
+    return text
+
+
+@pytest.mark.parametrize("durability", ["default", "strict"])  # the C append; the Python one
+def test_text_the_log_cannot_store_names_the_field_and_stays_retryable(home: Path, durability: str) -> None:
+    """A lone surrogate in a subject id, observation id or decision id is a LooperInputError
+    naming the field (not a bare ValueError from the encoder); a retry of the refused
+    observation id is refused again rather than acknowledged, and nothing is logged."""
+    uc = "notification_send"
+    with LooperClient.local(home, log_durability=durability, seed=0) as client:
+        with pytest.raises(LooperInputError) as e:
+            client.get_decision(uc, "u" + LONE, OK)
+        assert e.value.field == "subject_id" and "lone surrogate" in _one_bounded_line(e)
+        d = client.get_decision(uc, "u1", OK)
+        cases = [
+            ((d.decision_id, "click", 1, "o" + LONE), {}, "observation_id"),
+            ((d.decision_id, "click", 1, "x" * 5000 + LONE), {}, "observation_id"),
+            (("ext" + LONE, "click", 1, "o-ok"), {"use_case": uc}, "decision_id"),
+        ]
+        for args, kwargs, field in cases:
+            for _ in range(2):  # the retry is refused too: nothing was stored
+                with pytest.raises(LooperInputError) as e:
+                    client.log_observation(*args, **kwargs)
+                assert e.value.field == field and "lone surrogate" in _one_bounded_line(e)
+    assert read_decisions(home, uc)["decision_id"].to_list() == [d.decision_id]
+    assert read_observations(home, uc).height == 0
+
+
+@pytest.mark.parametrize(
+    "value", [10**400, -(10**400), float("inf"), float("-inf"), float("nan")],
+    ids=["10**400", "-10**400", "inf", "-inf", "nan"],
+)  # fmt: skip
+def test_observation_values_beyond_the_float_range_name_the_value(client: LooperClient, home: Path, value: float) -> None:
+    d = client.get_decision("notification_send", "u1", OK)
+    with pytest.raises(LooperInputError) as e:
+        client.log_observation(d.decision_id, "click", value)
+    assert e.value.field == "value" and "finite" in _one_bounded_line(e)
+    assert read_observations(home, "notification_send").height == 0
+
+
+def test_error_messages_quote_at_most_80_characters(client: LooperClient) -> None:
+    """However long the bad value, the error is one line that quotes a bounded part of it,
+    from the Python feature checks and the C encoder's hand-over alike."""
+    from looper_pipelines.client.features import FeatureEncoder
+
+    huge = "y" * 100_000
+    calls = [
+        (lambda: client.get_decision(huge, "u", OK), "use_case"),
+        (lambda: client.get_decision("notification_send", "u", {**OK, "platform": huge}), "features.platform"),
+        (lambda: client.get_decision("notification_send", "u", {**OK, "tenure_days": -(10**5000)}), "features.tenure_days"),
+        (lambda: client.log_observation(huge, "click", 1), "decision_id"),
+        (lambda: client.log_observation("0" * 28 + "-notification_send", huge, 1), "name"),
+        (lambda: client.log_observation("0" * 28 + "-notification_send", "click", 10**5000), "value"),
+    ]
+    for call, field in calls:
+        with pytest.raises(LooperInputError) as e:
+            call()
+        assert e.value.field == field and huge not in str(e.value)
+        _one_bounded_line(e)
+    enc = FeatureEncoder(client.blueprints["notification_send"])
+    for fn in (enc.normalise_encode, enc._normalise_encode):  # C (when built), Python
+        with pytest.raises(LooperInputError) as e:
+            fn({**OK, huge: 1})
+        assert e.value.field.startswith("features.'yyy") and len(e.value.field) < 150
+        _one_bounded_line(e)

@@ -167,24 +167,34 @@ def test_parse_json_rejects_garbage_with_400(body: bytes) -> None:
     try:
         parsed = parse_json(body)
     except RequestError as e:
-        assert (e.status, e.field, e.kind) == (400, "body", "malformed_json")
+        if e.status == 422:  # JSON, but with a string that is not valid text ("\ud800")
+            assert e.kind == "invalid_input" and "lone surrogate" in e.message
+        else:
+            assert (e.status, e.field, e.kind) == (400, "body", "malformed_json")
     else:
         orjson.dumps(parsed)
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "status", "field"),
     [
-        (b'{"a": "\\ud800"}', "body"),
-        (b"[" * 100_000, "body"),
-        (b"\xff", "body"),
-        (b"", "body"),
+        (b"[" * 100_000, 400, "body"),
+        (b"\xff", 400, "body"),
+        (b"", 400, "body"),
+        # valid JSON holding text no log can store: a 422 naming the field
+        (b'{"a": "\\ud800"}', 422, "a"),
+        (b'"\\udfff"', 422, "body"),
+        (b'{"features": {"platform": "x\\ud800"}}', 422, "features.platform"),
+        (b'{"requests": [{"subject_id": "u"}, {"subject_id": "\\ud800"}]}', 422, "requests.1.subject_id"),
+        (b'{"features": {"\\ud800": 1}}', 422, "features.'\\ud800'"),
     ],
 )
-def test_parse_json_errors(body: bytes, field: str) -> None:
+def test_parse_json_errors(body: bytes, status: int, field: str) -> None:
     with pytest.raises(RequestError) as e:
         parse_json(body)
-    assert e.value.status == 400 and e.value.field == field
+    assert (e.value.status, e.value.field) == (status, field)
+    assert "\n" not in e.value.message and len(e.value.message) < 300
+    orjson.dumps({"field": e.value.field, "message": e.value.message})  # servable as JSON
 
 
 def test_openapi_document_follows_the_blueprints() -> None:
@@ -213,3 +223,17 @@ def test_openapi_document_follows_the_blueprints() -> None:
         for r in schemas["AnyObservationRequest"]["anyOf"]
     }
     assert names == {lb.name for bp in catalog.values() for lb in bp.labels}
+
+
+def test_field_names_made_of_keys_are_bounded() -> None:
+    """An unexpected key is named in the error, but a huge one only in part."""
+    huge = "k" * 10_000
+    calls = [
+        lambda: check_decision({"use_case": "u", "subject_id": "s", huge: 1}),
+        lambda: check_decision({"use_case": "u", "subject_id": "s", "features": {huge: [1]}}),
+        lambda: check_observation({"decision_id": "d", "name": "n", "value": 1, huge: 1}),
+    ]
+    for call in calls:
+        with pytest.raises(RequestError) as e:
+            call()
+        assert e.value.status == 422 and "kkkk" in e.value.field and len(e.value.field) < 150

@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, settings
 from looper_pipelines.blueprints import load_catalog
 from looper_pipelines.logs import read_decisions, read_observations
 from looper_pipelines.serving.http import LooperHTTP, build_openapi, create_app
+from looper_pipelines.serving.http.protocol import LooperHttpProtocol, protocol_class
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -43,13 +44,14 @@ FEATURES = {"tenure_days": 12.5, "sessions_last_7d": 3, "hour_of_day": 20, "plat
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread on a free loopback port; yields the base URL."""
+def serve(app: Any, http: type[asyncio.Protocol] = LooperHttpProtocol) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free loopback port, over the protocol
+    ``looper serve`` runs (read timeouts); yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http=http)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -262,6 +264,106 @@ def test_body_size_limit(http: httpx.Client) -> None:
     assert decide(http).status_code == 200  # and the server goes on serving
 
 
+def _post_raw(sock: socket.socket, body: bytes, *, chunked: bool = False) -> tuple[int, bytes]:
+    """POST ``body`` to /v1/decisions the way simple clients do (send the whole request,
+    then read the answer) on an open connection; the status and the response body."""
+    head = b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+    if chunked:
+        step = 2**16
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + step]), body[i : i + step]) for i in range(0, len(body), step))
+        sock.sendall(head + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + framed + b"0\r\n\r\n")
+    else:
+        sock.sendall(head + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head_bytes, _, rest = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head_bytes).group(1))  # type: ignore[union-attr]
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return int(head_bytes.split()[1]), rest
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_10_mb_body_gets_413_not_a_reset_connection(base_url: str, chunked: bool) -> None:
+    """A client that sends a 10 MB body and then reads gets a 413 with a one-line error
+    naming the limit, not a reset connection; the connection and the server stay usable."""
+    port = int(base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        status, body = _post_raw(sock, b"x" * (10 * 2**20), chunked=chunked)
+        assert status == 413, body[:300]
+        error = orjson.loads(body)["error"]
+        assert error["field"] == "body" and str(MAX_BODY) in error["message"]
+        assert "\n" not in error["message"]
+        # the same connection goes on
+        ok = orjson.dumps({"use_case": UC, "subject_id": "after-413", "features": FEATURES})
+        status, body = _post_raw(sock, ok)
+        assert status == 200, body[:300]
+    with httpx.Client(base_url=base_url, headers=AUTH, timeout=30) as http:
+        r = http.post("/v1/decisions", content=b"x" * (10 * 2**20))
+        assert_error(r, 413, "body")
+        assert decide(http).status_code == 200
+
+
+def _read_until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and how long that took."""
+    t0 = time.monotonic()
+    sock.settimeout(limit_s)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data, time.monotonic() - t0
+
+
+def _timeout_error(data: bytes) -> dict[str, str]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), data[:200]
+    return orjson.loads(body)["error"]
+
+
+@pytest.mark.parametrize("impl", ["auto", "h11"])
+def test_slow_clients_are_timed_out(home: Path, impl: str) -> None:
+    """A client that does not finish its headers, or its body, within the read timeouts
+    gets a 408 naming the part and the limit and is disconnected; a client that trickles
+    its headers byte by byte does not extend the deadline; others are served meanwhile."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from looper_pipelines.serving.http.protocol import ReadTimeouts
+
+    proto = protocol_class(header_timeout_s=0.5, body_timeout_s=0.8)
+    if impl == "h11":
+        proto = type("H11WithTimeouts", (ReadTimeouts, H11Protocol), {"header_timeout_s": 0.5, "body_timeout_s": 0.8})
+    app = create_app(home=home, token=TOKEN, max_body_bytes=MAX_BODY, max_batch=MAX_BATCH, seed=0)
+    with serve(app, http=proto) as url:
+        port = int(url.rsplit(":", 1)[1])
+        idle, slow_head, trickle, slow_body = (socket.create_connection(("127.0.0.1", port)) for _ in range(4))
+        with idle, slow_head, trickle, slow_body:
+            slow_head.sendall(b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\n")
+            slow_body.sendall(
+                b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + TOKEN.encode()
+                + b"\r\nContent-Length: 100\r\n\r\n{\"use_case\""
+            )
+            for b in b"GET /healthz HTTP/1.1\r\n":  # one byte every 0.1 s: would take 2.4 s
+                try:
+                    trickle.sendall(bytes([b]))
+                except OSError:
+                    break  # closed by the server, as it should be
+                time.sleep(0.1)
+            # meanwhile the server serves others
+            assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+            data, _ = _read_until_closed(trickle, 5)
+            assert _timeout_error(data)["field"] == "headers"
+            for sock, part, limit in ((slow_head, "headers", "0.5"), (slow_body, "body", "0.8")):
+                data, took = _read_until_closed(sock, 5)
+                message = f"the request {part} did not arrive within {limit} s"
+                assert _timeout_error(data) == {"field": part, "message": message}
+                assert took < 3
+            assert _read_until_closed(idle, 5)[0] == b""  # connected, sent nothing: closed
+        with httpx.Client(base_url=url, headers=AUTH, timeout=10) as c:
+            assert decide(c).status_code == 200
+
+
 # -- field-level errors --------------------------------------------------------------------
 ERROR_CASES: list[tuple[str, str, Any, int, str]] = [
     (
@@ -344,7 +446,30 @@ RAW_CASES: list[tuple[str, str, bytes, int, str]] = [
     ("malformed JSON", "/v1/decisions", b'{"use_case": "notification_send",', 400, "body"),
     ("empty body", "/v1/decisions", b"", 400, "body"),
     ("not UTF-8", "/v1/decisions", b'{"use_case": "\xff"}', 400, "body"),
-    ("lone surrogate", "/v1/decisions", b'{"use_case": "\\ud800", "subject_id": "u"}', 400, "body"),
+    ("lone surrogate", "/v1/decisions", b'{"use_case": "\\ud800", "subject_id": "u"}', 422, "use_case"),
+    (
+        "lone surrogate in a subject id",
+        "/v1/decisions",
+        b'{"use_case": "notification_send", "subject_id": "u\\ud800", "features": {"tenure_days": 1, "hour_of_day": 1}}',
+        422,
+        "subject_id",
+    ),
+    (
+        "lone surrogate in an observation id",
+        "/v1/observations",
+        b'{"decision_id": "abc", "name": "click", "value": 1, "observation_id": "\\udc00x"}',
+        422,
+        "observation_id",
+    ),
+    (
+        "integer value beyond the float range",
+        "/v1/observations",
+        b'{"decision_id": "01a2247b6745608720f900016161-notification_send", "name": "click", "value": 1'
+        + b"0" * 400
+        + b"}",
+        422,
+        "value",
+    ),
     ("array body", "/v1/decisions", b"[]", 422, "body"),
     (
         "NaN feature",
@@ -598,6 +723,7 @@ def test_looper_serve_command(tmp_path: Path) -> None:
         "--port",
         str(port),
     ]
+    cmd += ["--header-timeout", "1"]
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -620,6 +746,10 @@ def test_looper_serve_command(tmp_path: Path) -> None:
         )
         assert r.status_code == 200, r.text
         decision_id = r.json()["decision_id"]
+        with socket.create_connection(("127.0.0.1", port)) as slow:  # --header-timeout 1
+            slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+            data, took = _read_until_closed(slow, 10)
+            assert _timeout_error(data)["field"] == "headers" and 0.9 < took < 5
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)

@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger bodies get 413 (default 1 MiB)")
     srv.add_argument("--max-batch", type=int, default=1000, help="most requests in one /v1/decisions:batch call")
     srv.add_argument("--workers", type=int, default=1, help="server processes, each with its own SDK client")
+    srv.add_argument("--header-timeout", type=float, default=10.0,
+                     help="seconds a client has to send a request's headers (default 10; then 408)")
+    srv.add_argument("--body-timeout", type=float, default=30.0,
+                     help="seconds a client has to send a request's body once its headers are in (default 30; then 408)")
     srv.add_argument("--durability", choices=["default", "strict", "disabled"], default="default",
                      help="decision log durability (see the SDK)")
     srv.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")

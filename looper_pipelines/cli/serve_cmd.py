@@ -16,6 +16,11 @@ def run(args: argparse.Namespace) -> int:
 
     from looper_pipelines.home import resolve_home
     from looper_pipelines.serving.http.app import TOKEN_ENV, app_from_env, create_app
+    from looper_pipelines.serving.http.protocol import (
+        BODY_TIMEOUT_ENV,
+        HEADER_TIMEOUT_ENV,
+        LooperHttpProtocol,
+    )
 
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
     token = token or None
@@ -23,6 +28,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--max-body-bytes and --max-batch must be at least 1")
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
+    if not (args.header_timeout > 0 and args.body_timeout > 0):
+        raise CommandError("--header-timeout and --body-timeout must be more than 0 seconds")
+    # the read timeouts, for this process's protocol and for each worker's
+    os.environ[HEADER_TIMEOUT_ENV] = repr(args.header_timeout)
+    os.environ[BODY_TIMEOUT_ENV] = repr(args.body_timeout)
     if args.host not in _LOOPBACK and token is None:
         print(
             f"looper: warning: serving on {args.host} without a token; set {TOKEN_ENV} or --token",
@@ -35,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         "access_log": args.access_log,
         "log_level": args.log_level,
         "loop": "auto",
-        "http": "auto",
+        "http": LooperHttpProtocol,  # uvicorn's, with the read timeouts
         "lifespan": "on",
     }
     auth = "bearer token required on /v1" if token else "no token"

@@ -17,6 +17,7 @@ from looper_pipelines.blueprints import Blueprint, load_catalog
 from looper_pipelines.client.decision import Decision
 from looper_pipelines.client.engine import DecisionEngine
 from looper_pipelines.client.errors import LooperInputError, UnknownUseCaseError
+from looper_pipelines.errors import bad_text, shown
 from looper_pipelines.home import HomeLayout
 from looper_pipelines.logs import LogStore
 from looper_pipelines.logs.records import (
@@ -116,7 +117,11 @@ class LooperClient:
             "experiment_arm": c.experiment_arm,
             "assignment_probability": c.assignment_probability,
         }
-        self._log.append(DECISIONS, use_case, record)
+        try:
+            self._log.append(DECISIONS, use_case, record)
+        except ValueError:
+            _explain_text(record, _DECISION_TEXT)  # a subject id that is not valid text
+            raise
         return record
 
     def log_observation(
@@ -129,43 +134,51 @@ class LooperClient:
         use_case: str | None = None,
     ) -> str:
         """Record an outcome of a decision; returns the observation id. Idempotent by
-        ``observation_id``. The decision may have been made by another process."""
+        ``observation_id``. The decision may have been made by another process.
+
+        Returning means the record is stored (as ``get_decision``'s record is); an id
+        counts as seen only then, so a call that raised (a full disk, say) can be retried
+        with the same ``observation_id`` and stores the observation once. (Two concurrent
+        calls with one new id may both store it; the readers keep the first.)"""
         if not isinstance(decision_id, str) or not decision_id:
             raise LooperInputError("decision_id", "must be a non-empty string")
         uc = use_case or use_case_of(decision_id)
         if uc is None:
             raise LooperInputError(
-                "decision_id", f"{decision_id!r} is not a Looper decision id; pass use_case= for imported ids"
+                "decision_id", f"{shown(decision_id)} is not a Looper decision id; pass use_case= for imported ids"
             )
         engine = self._engine(uc)
         bp = engine.blueprint
         if name not in bp.label_names:
-            raise LooperInputError("name", f"{name!r} is not a label of {uc!r}; expected one of {bp.label_names}")
+            raise LooperInputError("name", f"{shown(name)} is not a label of {uc!r}; expected one of {bp.label_names}")
         x = _check_observation_value(value)
         if bp.label(name).kind == "binary" and x not in (0.0, 1.0):
-            raise LooperInputError("value", f"label {name!r} is binary: expected 0 or 1, got {value!r}")
+            raise LooperInputError("value", f"label {name!r} is binary: expected 0 or 1, got {shown(value)}")
         if observation_id is None:
             observation_id = ids.new()
         elif not isinstance(observation_id, str) or not observation_id:
             raise LooperInputError("observation_id", "must be a non-empty string when given")
+        seen = self._seen
+        if observation_id in seen:  # a lookup needs no lock; a retry of a stored id
+            return observation_id
+        record = {
+            "observation_id": observation_id,
+            "decision_id": decision_id,
+            "use_case": uc,
+            "name": name,
+            "value": x,
+            "timestamp": self._clock(),
+        }
+        try:
+            self._log.append(OBSERVATIONS, uc, record)
+        except ValueError:
+            _explain_text(record, _OBSERVATION_TEXT)  # ids that are not valid text
+            raise
+        # seen only once stored: a failed append leaves the id to be retried
         with self._seen_lock:
-            if observation_id in self._seen:
-                return observation_id
-            self._seen[observation_id] = None
-            if len(self._seen) > _SEEN_OBSERVATIONS:
-                self._seen.popitem(last=False)
-        self._log.append(
-            OBSERVATIONS,
-            uc,
-            {
-                "observation_id": observation_id,
-                "decision_id": decision_id,
-                "use_case": uc,
-                "name": name,
-                "value": x,
-                "timestamp": self._clock(),
-            },
-        )
+            seen[observation_id] = None
+            if len(seen) > _SEEN_OBSERVATIONS:
+                seen.popitem(last=False)
         return observation_id
 
     # -- beyond the two calls --------------------------------------------------------------
@@ -206,7 +219,7 @@ class LooperClient:
             return self._engines[use_case]
         except (KeyError, TypeError):
             raise UnknownUseCaseError(
-                "use_case", f"no blueprint named {use_case!r}; known: {sorted(self._engines)}"
+                "use_case", f"no blueprint named {shown(use_case)}; known: {sorted(self._engines)}"
             ) from None
 
 
@@ -215,9 +228,26 @@ def _check_observation_value(value: Any) -> float:
         return float(value)
     if not isinstance(value, int | float):
         raise LooperInputError("value", f"expected a number, got {type(value).__name__}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:
+        raise LooperInputError("value", f"must be finite, got {shown(value)} (beyond the float range)") from None
     if not math.isfinite(x):
-        raise LooperInputError("value", f"must be finite, got {value!r}")
+        raise LooperInputError("value", f"must be finite, got {shown(value)}")
     return x
 
 
+_DECISION_TEXT = ("subject_id",)
+_OBSERVATION_TEXT = ("observation_id", "decision_id", "name")
+
+
+def _explain_text(record: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+    """Raise ``LooperInputError`` naming the first of ``fields`` in ``record`` that is a
+    string the log cannot store (a lone surrogate); return if there is none (the append
+    failed for another reason, which the caller re-raises). Off the hot path: called
+    only after an append refused its record."""
+    for field in fields:
+        value = record.get(field)
+        problem = bad_text(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise LooperInputError(field, problem) from None

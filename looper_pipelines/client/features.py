@@ -8,6 +8,7 @@ from typing import Any
 
 from looper_pipelines.blueprints.model import Blueprint, Feature
 from looper_pipelines.client.errors import LooperInputError
+from looper_pipelines.errors import shown, shown_key
 
 try:  # the common case of normalise_encode in C (setup.py builds it with a C compiler)
     from looper_pipelines.client import _features
@@ -113,7 +114,7 @@ class FeatureEncoder:
         for k in features:
             if k not in self._known:
                 raise LooperInputError(
-                    f"features.{k}", f"unknown feature for use case {self.blueprint.name!r}; expected one of {self.names}"
+                    f"features.{shown_key(k)}", f"unknown feature for use case {self.blueprint.name!r}; expected one of {self.names}"
                 )
 
     def encode(self, normalised: Mapping[str, Any]) -> list[float]:
@@ -146,7 +147,7 @@ def _check_value(f: Feature, v: Any) -> Any:
         if not isinstance(v, str):
             raise LooperInputError(field, f"expected a category (string), got {type(v).__name__}")
         if v not in (f.categories or ()):
-            raise LooperInputError(field, f"{v!r} is not one of {f.categories}")
+            raise LooperInputError(field, f"{shown(v)} is not one of {f.categories}")
         return v
     if f.type == "bool":
         if not isinstance(v, bool):
@@ -159,17 +160,17 @@ def _check_value(f: Feature, v: Any) -> Any:
     except OverflowError:
         raise LooperInputError(field, "is too large") from None
     if not math.isfinite(x):
-        raise LooperInputError(field, f"must be finite, got {v!r}")
+        raise LooperInputError(field, f"must be finite, got {shown(v)}")
     if f.type == "int":
         if x != int(x):
-            raise LooperInputError(field, f"expected an integer, got {v!r}")
+            raise LooperInputError(field, f"expected an integer, got {shown(v)}")
         if abs(v if isinstance(v, int) else x) > MAX_SAFE_INT:
-            raise LooperInputError(field, f"{v!r} is outside the integer range ±2**53")
+            raise LooperInputError(field, f"{shown(v)} is outside the integer range ±2**53")
         v = int(x)
     else:
         v = x
     if f.minimum is not None and x < f.minimum:
-        raise LooperInputError(field, f"{v!r} is below the minimum {f.minimum:g}")
+        raise LooperInputError(field, f"{shown(v)} is below the minimum {f.minimum:g}")
     if f.maximum is not None and x > f.maximum:
-        raise LooperInputError(field, f"{v!r} is above the maximum {f.maximum:g}")
+        raise LooperInputError(field, f"{shown(v)} is above the maximum {f.maximum:g}")
     return v

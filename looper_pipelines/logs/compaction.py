@@ -9,12 +9,20 @@ written with the exact record schema (zstd), to a temporary name, fsynced and re
 only then is the segment removed. The names are deterministic, so a run that crashed half
 way is simply repeated. Segments of live writers are never touched. One compaction runs at
 a time per home (an flock on ``<logs>/_compaction.lock``); writers and readers go on.
+
+A compaction that was killed leaves its temporary files behind (``.part-<stem>.parquet.
+<pid>.tmp`` in the date folders, ``.<stem>.<torn|corrupt>.<pid>.tmp`` in the quarantine).
+The next compaction removes them before it starts: with the lock held no other compaction
+is writing Parquet, so every temporary file in a date folder is stale; a quarantine file
+may also be written by ``recover`` (which takes no lock), so one there is removed only
+when the process its name holds is gone and it is older than a minute.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -23,10 +31,12 @@ import polars as pl
 
 from looper_pipelines.logs import segments as sg
 from looper_pipelines.logs.readers import records_to_frame
-from looper_pipelines.logs.records import ID_COLUMN
+from looper_pipelines.logs.records import ID_COLUMN, KINDS
 
 LOCK_NAME = "_compaction.lock"
 _EPOCH = "1970-01-01"
+TMP_SUFFIX = ".tmp"
+STALE_QUARANTINE_TMP_S = 60.0  # a quarantine file is written in well under this
 
 
 @contextmanager
@@ -40,9 +50,62 @@ def _exclusive(logs: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _tmp_files(folder: Path) -> list[Path]:
+    """Temporary files (``.<name>.<pid>.tmp``) directly in ``folder``."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [folder / n for n in names if n.startswith(".") and n.endswith(TMP_SUFFIX)]
+
+
+def _writer_gone(path: Path, now: float) -> bool:
+    """Whether the process that wrote temporary file ``path`` (its pid is in the name) is
+    gone and the file is old enough that no live writer can still be at it."""
+    try:
+        pid = int(path.name[: -len(TMP_SUFFIX)].rsplit(".", 1)[1])
+    except (IndexError, ValueError):
+        return False  # not a name this package writes
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+        return False  # alive (or a reused pid): leave it
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return False  # alive, another user's
+    try:
+        return now - path.stat().st_mtime > STALE_QUARANTINE_TMP_S
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale_tmp(logs: Path, use_case: str | None = None) -> int:
+    """Remove the temporary files killed compactions left (call with the compaction lock
+    held; see the module docstring); returns how many were removed."""
+    now = time.time()
+    stale: list[Path] = []
+    for kind in KINDS:
+        for uc in [use_case] if use_case is not None else sg.use_cases(logs, kind):
+            base = sg.partition_dir(logs, kind, uc)
+            with suppress(FileNotFoundError):
+                for d in os.listdir(base):
+                    if d.startswith("date="):
+                        stale.extend(_tmp_files(base / d))
+            q = sg.quarantine_dir(logs, kind, uc)
+            stale.extend(p for p in _tmp_files(q) if _writer_gone(p, now))
+    removed = 0
+    for path in stale:
+        with suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
+
+
 def _write_parquet(df: pl.DataFrame, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}{TMP_SUFFIX}")
     try:
         df.write_parquet(tmp, compression="zstd", statistics=True)
         fd = os.open(tmp, os.O_RDONLY)
@@ -90,12 +153,14 @@ def compact_segment(logs: Path, ref: sg.SegmentRef) -> dict[str, int]:
 def compact(home: str | os.PathLike[str] | None = None, use_case: str | None = None) -> dict:
     """Recover the segments of dead writers, then compact every sealed segment (of one use
     case, or of all) into Parquet. Returns ``segments_compacted``, ``rows``,
-    ``files_written``, and the recovery figures."""
+    ``files_written``, ``temp_files_removed`` (left by killed compactions) and the
+    recovery figures."""
     logs = sg.logs_root(home)
     if use_case is not None:
         sg.check_use_case(use_case)
     report = {"segments_compacted": 0, "rows": 0, "files_written": 0}
     with _exclusive(logs):
+        report["temp_files_removed"] = remove_stale_tmp(logs, use_case)
         rec = sg.recover_logs(logs, use_case)
         for ref in sg.iter_all_segments(logs, use_case):
             if not ref.sealed:

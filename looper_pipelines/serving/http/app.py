@@ -10,15 +10,25 @@ JSON 404/405 for unknown routes) goes to an inner Starlette application.
 
 Errors are ``{"error": {"field": ..., "message": ...}}`` naming the offending field:
 400 malformed JSON, 401 missing or wrong bearer token (``/v1/*`` only), 404 unknown use
-case, 405 wrong method, 413 body too large, 422 anything else about the input (the field
-is the dotted path: ``features.age``, ``requests.3.subject_id``). A 500 means a fault of
-the service itself (for example the log folder became unwritable); input cannot cause one.
+case, 405 wrong method, 408 a body that did not arrive in time, 413 body too large, 422
+anything else about the input (the field is the dotted path: ``features.age``,
+``requests.3.subject_id``; a string that is not valid Unicode text, such as a lone
+surrogate ``"\ud800"``, is named too). A 503 (field ``storage``) means the decision log
+could not store the record (a full disk, an unwritable log folder): nothing was
+acknowledged and the request can be retried, with the same ``observation_id`` for an
+observation. A 500 means another fault of the service itself; input cannot cause one.
 
 A batch (``/v1/decisions:batch``) is all or nothing: every item is validated first and a
 single bad item rejects the batch (nothing logged), naming ``requests.<i>.<field>``.
 With a token, ``/v1/*`` needs ``Authorization: Bearer <token>``; ``/healthz``,
 ``/metrics`` and ``/openapi.json`` stay open for probes and scrapers. Bodies are read as
 JSON whatever their Content-Type.
+
+A body larger than the limit is refused (413) as soon as that is known, from a declared
+``Content-Length`` before any of it is read; the connection is kept, so the server drops
+the rest of the body and the client reads the 413 rather than a reset connection. Slow
+clients are timed out by the protocol ``looper serve`` runs (``protocol``: 408 past the
+header or body deadline).
 
 A background thread picks up newly promoted champions, so requests do not wait for a
 model to load.
@@ -44,6 +54,7 @@ from starlette.routing import Route
 
 from looper_pipelines.client import LooperClient, LooperInputError, UnknownUseCaseError
 from looper_pipelines.client.features import MAX_SAFE_INT, FeatureEncoder
+from looper_pipelines.errors import bad_text, shown, shown_key
 from looper_pipelines.logs.records import use_case_of
 from looper_pipelines.serving.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from looper_pipelines.serving.http.metrics import HttpMetrics
@@ -100,37 +111,47 @@ def _wide_int(text: str) -> int | float:
 
 
 def _check_text(value: Any) -> None:
-    stack = [value]
+    """Raise a 422 naming the first string (or object key), in document order, that is
+    not valid Unicode text: a lone surrogate (``"\ud800"``) that no log can store."""
+    stack: list[tuple[str, Any]] = [("", value)]
     while stack:
-        v = stack.pop()
+        path, v = stack.pop()
         if type(v) is str:
-            v.encode()  # lone surrogates (\ud800) raise UnicodeEncodeError
+            problem = bad_text(v)
+            if problem is not None:
+                raise RequestError(422, path or "body", problem, "invalid_input")
         elif type(v) is dict:
+            items = []
             for k, x in v.items():
-                k.encode()
-                stack.append(x)
+                sub = f"{path}.{shown_key(k)}" if path else shown_key(k)
+                problem = bad_text(k)
+                if problem is not None:
+                    raise RequestError(422, sub, f"the name {problem}", "invalid_input")
+                items.append((sub, x))
+            stack.extend(reversed(items))
         elif type(v) is list:
-            stack.extend(v)
+            stack.extend(reversed([(f"{path}.{i}" if path else str(i), x) for i, x in enumerate(v)]))
 
 
 def parse_json(body: bytes) -> Any:
     """``orjson.loads``; on failure the standard library parser, which also reads NaN,
     Infinity and integers beyond 64 bits (those values are then rejected by the field
-    checks with the field named); anything neither reads is a 400."""
+    checks with the field named), and strings that are not valid Unicode text (a 422 naming
+    the field); anything neither reads is a 400."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
         first = e
     try:
         data = json.loads(body, parse_int=_wide_int)
-        _check_text(data)
-        return data
     except UnicodeError:
         raise RequestError(
             400, "body", "malformed JSON: invalid Unicode text", "malformed_json"
         ) from None
     except (ValueError, RecursionError):
         raise RequestError(400, "body", f"malformed JSON: {first}", "malformed_json") from None
+    _check_text(data)
+    return data
 
 
 # -- the application ------------------------------------------------------------------------
@@ -261,8 +282,9 @@ class LooperHTTP:
             self.metrics.error(e.kind, status)
             if status == 405:
                 headers = [*_JSON_HEADERS, (b"allow", b"POST")]
-            elif status == 413:
-                headers = [*_JSON_HEADERS, (b"connection", b"close")]
+            # A 413 keeps the connection: the server reads and drops the rest of the body
+            # (within ``looper serve``'s body timeout), so the client, still sending, gets
+            # this answer; closing with the body unread would reset the connection first.
         except UnknownUseCaseError as e:
             status = 404
             payload = _error_body(e.field, e.problem)
@@ -271,6 +293,11 @@ class LooperHTTP:
             status = 422
             payload = _error_body(e.field, e.problem)
             self.metrics.error("invalid_input", status)
+        except OSError as e:  # the log could not store the record: nothing acknowledged
+            log.error("storage error on %s: %s", route, e)
+            status = 503
+            payload = _error_body("storage", storage_message(e))
+            self.metrics.error("storage", status)
         except Exception:
             log.exception("internal error on %s", route)
             status = 500
@@ -346,7 +373,7 @@ class LooperHTTP:
                 raise RequestError(
                     404,
                     prefix + "use_case",
-                    f"no blueprint named {use_case!r}; known: {sorted(encoders)}",
+                    f"no blueprint named {shown(use_case)}; known: {sorted(encoders)}",
                     "unknown_use_case",
                 )
             try:
@@ -453,6 +480,12 @@ class LooperHTTP:
             self._refresher = None
         if self.owns_client:
             self.client.close()
+
+
+def storage_message(exc: OSError) -> str:
+    """One line naming why the log could not store a record (bounded in size)."""
+    cause = " ".join(str(exc).split())[:300] or type(exc).__name__
+    return f"the decision log cannot store the record, nothing was acknowledged; retry later: {cause}"
 
 
 async def _send(send: Send, status: int, payload: bytes) -> None:

@@ -22,6 +22,7 @@ from pydantic.json_schema import models_json_schema
 
 from looper_pipelines.blueprints import Blueprint, Feature
 from looper_pipelines.client.features import MAX_SAFE_INT
+from looper_pipelines.errors import shown_key
 
 API_VERSION = "1"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
@@ -97,7 +98,8 @@ class DecisionResponse(BaseModel):
 class ErrorDetail(BaseModel):
     field: str = Field(
         description="The offending field as a dotted path (e.g. 'features.age', 'requests.3.use_case'); "
-        "'body' for the body as a whole, 'authorization' for the token."
+        "'body' for the body as a whole, 'authorization' for the token, 'storage' when the "
+        "log could not store the record (503)."
     )
     message: str
 
@@ -300,8 +302,15 @@ def build_openapi(
     common = {
         "400": _error("The body is not valid JSON."),
         **{str(k): v for k, v in auth.items()},
+        "408": _error(
+            "The headers or the body did not arrive within the server's read timeouts "
+            "('field' is 'headers' or 'body'); the connection is closed."
+        ),
         "413": _error(f"The body is larger than {max_body_bytes} bytes."),
         "422": _error("A field is missing, of the wrong type or not allowed; 'field' names it."),
+        "503": _error(
+            "The log could not store the record ('field' is 'storage'); nothing was acknowledged, retry."
+        ),
     }
     security = [{"bearerAuth": []}] if token_required else []
 
@@ -449,7 +458,7 @@ def _type_name(v: object) -> str:
 def _unexpected(data: dict[str, Any], allowed: frozenset[str], prefix: str) -> RequestError:
     for k in data:
         if k not in allowed:
-            return _invalid(f"{prefix}{k}", f"unexpected field; allowed: {sorted(allowed)}")
+            return _invalid(f"{prefix}{shown_key(k)}", f"unexpected field; allowed: {sorted(allowed)}")
     raise AssertionError("no unexpected key")  # pragma: no cover
 
 
@@ -480,7 +489,7 @@ def check_decision(data: Any, prefix: str = "") -> tuple[str, str, dict[str, Any
     for k, v in features.items():
         if not isinstance(v, _SCALARS):
             raise _invalid(
-                f"{prefix}features.{k}",
+                f"{prefix}features.{shown_key(k)}",
                 f"expected a number, string, boolean or null, got {_type_name(v)}",
             )
     return use_case, subject_id, features
@@ -511,7 +520,7 @@ def check_observation(data: Any) -> tuple[str, str, float | int | bool, str | No
         raise _invalid("body", f"expected an object, got {_type_name(data)}")
     for k in data:
         if k not in _OBSERVATION_KEYS:
-            raise _invalid(k, f"unexpected field; allowed: {sorted(_OBSERVATION_KEYS)}")
+            raise _invalid(shown_key(k), f"unexpected field; allowed: {sorted(_OBSERVATION_KEYS)}")
     for name in ("decision_id", "name", "value"):
         if name not in data:
             raise _invalid(name, "field required")
