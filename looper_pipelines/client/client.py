@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -13,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from looper_pipelines.blueprints import Blueprint, load_catalog
+from looper_pipelines.blueprints import Blueprint, BlueprintError, scan_catalog
 from looper_pipelines.client.decision import Decision
 from looper_pipelines.client.engine import DecisionEngine
 from looper_pipelines.client.errors import LooperInputError, UnknownUseCaseError
@@ -28,6 +29,8 @@ from looper_pipelines.logs.records import (
     use_case_of,
 )
 from looper_pipelines.serving.runtime import DeploymentWatcher
+
+log = logging.getLogger(__name__)
 
 Durability = Literal["default", "strict", "disabled"]
 _SEEN_OBSERVATIONS = 200_000
@@ -54,7 +57,16 @@ class LooperClient:
     ) -> None:
         self.layout = HomeLayout.of(home)
         self.home: Path = self.layout.root
-        self.blueprints = dict(blueprints) if blueprints is not None else load_catalog(self.home)
+        # a broken blueprint file leaves its use case out (a warning is logged) and the
+        # others served; asking for it raises an error naming the file and the problem
+        self.broken_blueprints: dict[str, BlueprintError] = {}
+        if blueprints is not None:
+            self.blueprints = dict(blueprints)
+        else:
+            scanned = scan_catalog(self.home)
+            self.blueprints, self.broken_blueprints = scanned.blueprints, scanned.broken
+            for e in self.broken_blueprints.values():
+                log.warning("use case not served, its blueprint is broken: %s", e)
         self._clock = clock or now_us
         self._log = LogStore(self.home, durability=log_durability, fsync_interval_s=fsync_interval_s)
         rng = random.Random(seed)
@@ -205,6 +217,11 @@ class LooperClient:
         try:
             return self._engines[use_case]
         except (KeyError, TypeError):
+            broken = self.broken_blueprints.get(use_case) if isinstance(use_case, str) else None
+            if broken is not None:
+                raise UnknownUseCaseError(
+                    "use_case", f"use case {use_case!r} is not served: its blueprint is broken: {broken}"
+                ) from None
             raise UnknownUseCaseError(
                 "use_case", f"no blueprint named {use_case!r}; known: {sorted(self._engines)}"
             ) from None
