@@ -149,15 +149,24 @@ _BOMS = (
 )
 
 
+def sniff_encoding(head: bytes) -> str | None:
+    """Why the first bytes of a text file show it is not UTF-8 (a UTF-16/UTF-32 byte-order
+    mark, or NUL bytes between characters), or None. Also used for imported CSV files."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return f"it is {name} (it starts with a {name} byte-order mark); save it as UTF-8"
+    head = head[:64]
+    if head and head.count(0) * 4 >= len(head):
+        return "it looks like UTF-16 or UTF-32 (NUL bytes between characters); save it as UTF-8"
+    return None
+
+
 def decode_utf8(raw: bytes) -> str:
     """``raw`` as UTF-8 text (a leading UTF-8 byte-order mark dropped); UTF-16/32 and
     anything else that is not UTF-8 is refused with the byte offset of the problem."""
-    for bom, name in _BOMS:
-        if raw.startswith(bom):
-            raise YamlInputError("(file)", f"is {name} (it starts with a {name} byte-order mark); save it as UTF-8")
-    head = raw[:64]
-    if head and head.count(0) * 4 >= len(head):
-        raise YamlInputError("(file)", "looks like UTF-16 or UTF-32 (NUL bytes between characters); save it as UTF-8")
+    wrong = sniff_encoding(raw)
+    if wrong is not None:
+        raise YamlInputError("(file)", wrong)
     raw = raw.removeprefix(b"\xef\xbb\xbf")
     try:
         text = raw.decode("utf-8", errors="strict")
