@@ -196,11 +196,17 @@ def load_yaml_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> Any:
     if len(text.encode("utf-8", errors="surrogatepass")) > limits.max_bytes:
         raise YamlInputError("(file)", f"is larger than {limits.max_bytes} bytes")
     loader_cls = type("_Loader", (_BoundedLoader,), {"limits": limits}) if limits != DEFAULT_LIMITS else _BoundedLoader
-    loader = loader_cls(text)
+    loader: _BoundedLoader | None = None
     try:
+        loader = loader_cls(text)  # the reader checks every character here
         return loader.get_single_data()
     except YamlInputError:
         raise
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise YamlInputError(f"line {line}, column {column}",
+                             f"not valid YAML: character U+{e.character:04X} is not allowed") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or e.context or type(e).__name__
@@ -210,7 +216,8 @@ def load_yaml_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> Any:
     except (RecursionError, MemoryError, ValueError, OverflowError) as e:
         raise YamlInputError("(file)", f"not valid YAML: {type(e).__name__}: {e}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml_file(path: str | os.PathLike[str], limits: YamlLimits = DEFAULT_LIMITS) -> Any:
