@@ -99,6 +99,12 @@ class Catalog:
     blueprints: dict[str, Blueprint] = field(default_factory=dict)
     broken: dict[str, BlueprintError] = field(default_factory=dict)
 
+    def why_missing(self, use_case: str) -> str:
+        """Why ``use_case`` has no valid blueprint: its file is broken, or there is none."""
+        if use_case in self.broken:
+            return f"use case {use_case!r} is not loaded: its blueprint is broken: {self.broken[use_case]}"
+        return f"no blueprint named {one_line(repr(use_case), 80)}; known: {sorted(self.blueprints)}"
+
 
 def scan_catalog(home: str | os.PathLike[str] | None = None) -> Catalog:
     cat = Catalog()

@@ -51,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}\t{bp.decision.kind}\t{bp.version}")
         return 0
     if args.name not in catalog:
-        if args.name in scanned.broken:
-            raise CommandError(f"blueprint {args.name!r} is broken: {scanned.broken[args.name]}")
-        raise CommandError(f"no blueprint named {one_line(repr(args.name), 80)}; known: {sorted(catalog)}")
+        raise CommandError(scanned.why_missing(args.name))
     bp = catalog[args.name]
     doc = {
         "version": bp.version,

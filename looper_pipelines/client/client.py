@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from looper_pipelines.blueprints import Blueprint, BlueprintError, scan_catalog
+from looper_pipelines.blueprints import Blueprint, BlueprintError, Catalog, scan_catalog
 from looper_pipelines.client.decision import Decision
 from looper_pipelines.client.engine import DecisionEngine
 from looper_pipelines.client.errors import LooperInputError, UnknownUseCaseError
@@ -59,14 +59,11 @@ class LooperClient:
         self.home: Path = self.layout.root
         # a broken blueprint file leaves its use case out (a warning is logged) and the
         # others served; asking for it raises an error naming the file and the problem
-        self.broken_blueprints: dict[str, BlueprintError] = {}
-        if blueprints is not None:
-            self.blueprints = dict(blueprints)
-        else:
-            scanned = scan_catalog(self.home)
-            self.blueprints, self.broken_blueprints = scanned.blueprints, scanned.broken
-            for e in self.broken_blueprints.values():
-                log.warning("use case not served, its blueprint is broken: %s", e)
+        self._catalog = Catalog(dict(blueprints)) if blueprints is not None else scan_catalog(self.home)
+        self.blueprints = self._catalog.blueprints
+        self.broken_blueprints: dict[str, BlueprintError] = self._catalog.broken
+        for e in self.broken_blueprints.values():
+            log.warning("use case not served, its blueprint is broken: %s", e)
         self._clock = clock or now_us
         self._log = LogStore(self.home, durability=log_durability, fsync_interval_s=fsync_interval_s)
         rng = random.Random(seed)
@@ -217,11 +214,8 @@ class LooperClient:
         try:
             return self._engines[use_case]
         except (KeyError, TypeError):
-            broken = self.broken_blueprints.get(use_case) if isinstance(use_case, str) else None
-            if broken is not None:
-                raise UnknownUseCaseError(
-                    "use_case", f"use case {use_case!r} is not served: its blueprint is broken: {broken}"
-                ) from None
+            if isinstance(use_case, str):
+                raise UnknownUseCaseError("use_case", self._catalog.why_missing(use_case)) from None
             raise UnknownUseCaseError(
                 "use_case", f"no blueprint named {use_case!r}; known: {sorted(self._engines)}"
             ) from None
