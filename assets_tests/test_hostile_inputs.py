@@ -580,6 +580,39 @@ def test_client_serves_the_valid_use_cases_beside_a_broken_blueprint(
     assert any("broken_uc.yaml" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
 
+CLIENT_WITH_LAUGHS = """
+import sys
+from looper_pipelines.client import LooperClient
+from looper_pipelines.errors import UnknownUseCaseError
+with LooperClient.local(sys.argv[1]) as client:
+    print(client.get_decision("notification_send", "u1", {"tenure_days": 10, "hour_of_day": 9}).action)
+    try:
+        client.get_decision("laughs_uc", "u1", {})
+    except UnknownUseCaseError as e:
+        print("refused:", e)
+"""
+
+
+def test_client_starts_quickly_beside_a_billion_laughs_blueprint(tmp_path: Path) -> None:
+    """A 600-byte blueprint of nested aliases in the home does not hang LooperClient.local():
+    it starts in seconds within a memory limit, serves the other use cases and names the file."""
+    from assets_tests.conftest import run_python
+
+    text = HOSTILE_BLUEPRINTS["billion_laughs"][0]().decode().replace("name: notification_send", "name: laughs_uc")
+    home = _home_with_broken(tmp_path, b"")
+    (home / "blueprints" / "broken_uc.yaml").unlink()
+    (home / "blueprints" / "laughs_uc.yaml").write_text(text)
+    limited = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({2 << 30}, {2 << 30}))\n"
+    try:
+        done = run_python(limited + CLIENT_WITH_LAUGHS, str(home), timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("LooperClient.local() did not start within 60 s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] in ("send", "dont_send"), done.stdout
+    assert lines[1].startswith("refused: ") and "laughs_uc.yaml" in lines[1] and "aliases" in lines[1], done.stdout
+
+
 def test_dagster_definitions_load_beside_a_broken_blueprint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Dagster code location loads with the valid use cases' assets and jobs when one
     blueprint is broken (here a cron Dagster would refuse), and names the broken file in
