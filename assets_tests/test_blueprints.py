@@ -99,7 +99,7 @@ def test_cli_validate_and_show(tmp_path: Path) -> None:
     d["labels"][0]["window_hours"] = 0
     bad.write_text(yaml.safe_dump(d))
     res = subprocess.run([*looper, "blueprint", "validate", str(bad)], capture_output=True, text=True)
-    assert res.returncode == 1 and "labels[0].window_hours" in res.stderr and "bad.yaml" in res.stderr
+    assert res.returncode == 2 and "labels[0].window_hours" in res.stderr and "bad.yaml" in res.stderr
     show = subprocess.run([*looper, "blueprint", "show", "item_recommendation", "--home", str(tmp_path)],
                           capture_output=True, text=True)
     assert show.returncode == 0 and "lineage_version" in show.stdout

@@ -69,16 +69,17 @@ def run_use_case(home: str | os.PathLike[str] | None, use_case: str, first_day: 
     """Run ``use_case``'s data job over ``first_day..last_day`` (default: every day with
     logged decisions) and then its model job; report the checks, the tuning decision and
     the promotion gates."""
-    from looper_pipelines.blueprints import load_catalog
+    from looper_pipelines.blueprints import scan_catalog
     from looper_pipelines.defs.partitions import PARTITIONS_START
     from looper_pipelines.orchestration import Orchestrator, failure_summary
     from looper_pipelines.promotion.history import PromotionHistory
     from looper_pipelines.serving.runtime import current_version
 
     layout = HomeLayout.of(home)
-    catalog = load_catalog(layout.root)
+    scanned = scan_catalog(layout.root)
+    catalog = scanned.blueprints
     if use_case not in catalog:
-        raise RunError(f"--use-case: no blueprint named {use_case!r}; known: {sorted(catalog)}")
+        raise RunError(f"--use-case: {scanned.why_missing(use_case)}")
     days = logged_days(layout, use_case)
     if not days:
         raise RunError(f"no decisions logged for use case {use_case!r} under {layout.root}: log or import some first")

@@ -2,16 +2,19 @@
 
 from looper_pipelines.blueprints.loader import (
     BlueprintError,
+    Catalog,
     blueprint_dirs,
     load_blueprint,
     load_catalog,
     parse_blueprint,
+    scan_catalog,
 )
 from looper_pipelines.blueprints.model import Blueprint, Feature, Label, linear_weights
 
 __all__ = [
     "Blueprint",
     "BlueprintError",
+    "Catalog",
     "Feature",
     "Label",
     "blueprint_dirs",
@@ -19,4 +22,5 @@ __all__ = [
     "load_blueprint",
     "load_catalog",
     "parse_blueprint",
+    "scan_catalog",
 ]

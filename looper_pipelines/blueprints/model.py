@@ -15,12 +15,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from looper_pipelines.blueprints.cron import check_cron
+from looper_pipelines.blueprints.lgb_params import check_lgb_params
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # every float field of a blueprint is finite: .inf, .nan and 1e999 are refused
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Exploration(_Strict):
@@ -182,8 +186,16 @@ _ALLOWED_NODES = (
 )
 
 
+MAX_EXPRESSION_CHARS = 1000
+MAX_EXPRESSION_DEPTH = 40
+MAX_CONSTANT = 1e12  # the largest number an objective may write
+
+
 class Objective(_Strict):
-    """The product metric: a linear expression over labels, e.g. ``click - 5 * unsubscribe``."""
+    """The product metric: a linear expression over labels, e.g. ``click - 5 * unsubscribe``.
+
+    At most ``MAX_EXPRESSION_CHARS`` characters, nested at most ``MAX_EXPRESSION_DEPTH``
+    levels, numbers of magnitude at most ``MAX_CONSTANT``; the weights must be finite."""
 
     expression: str
     guardrails: list[Guardrail] = []
@@ -201,13 +213,26 @@ class Objective(_Strict):
 
 def linear_weights(expression: str) -> dict[str, float]:
     """Weights of a linear expression over label names (raises ValueError otherwise)."""
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ValueError(f"expression has {len(expression)} characters; at most {MAX_EXPRESSION_CHARS} are allowed")
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as e:
         raise ValueError(f"cannot parse expression {expression!r}: {e.msg}") from None
-    for node in ast.walk(tree):
+    except (ValueError, RecursionError, MemoryError) as e:  # too deep or too large for the parser
+        raise ValueError(f"cannot parse expression {expression!r}: {type(e).__name__}") from None
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:  # iteratively: a deep tree must not exhaust the Python stack
+        node, depth = stack.pop()
+        if depth > MAX_EXPRESSION_DEPTH:
+            raise ValueError(f"expression is nested more than {MAX_EXPRESSION_DEPTH} levels deep")
         if not isinstance(node, _ALLOWED_NODES):
             raise ValueError(f"expression {expression!r} may only use + - * / numbers and label names")
+        value = node.value if isinstance(node, ast.Constant) else None
+        if isinstance(value, int | float) and not abs(value) <= MAX_CONSTANT:  # NaN too
+            raise ValueError(f"number {_short_number(value)} in the expression is outside "
+                             f"[-{MAX_CONSTANT:g}, {MAX_CONSTANT:g}]")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
     def walk(node: ast.AST) -> tuple[dict[str, float], float]:
         if isinstance(node, ast.Expression):
@@ -243,8 +268,15 @@ def linear_weights(expression: str) -> dict[str, float]:
             raise ValueError(f"expression {expression!r} divides by zero")
         return {k: x / rc for k, x in lw.items()}, lc / rc
 
-    weights, _ = walk(tree)
+    weights, constant = walk(tree)
+    if not all(math.isfinite(w) for w in [constant, *weights.values()]):
+        raise ValueError(f"expression {expression!r} has a weight too large to represent")
     return weights
+
+
+def _short_number(v: int | float) -> str:
+    text = str(v) if isinstance(v, float) or v.bit_length() < 128 else f"of {len(str(abs(v)))} digits"
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 class Validation(_Strict):
@@ -272,6 +304,12 @@ class ModelSpec(_Strict):
 
     labels: list[Name] | None = None
     params: dict[str, Any] = {}
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        check_lgb_params(v)
+        return v
     num_boost_round: int = Field(200, ge=1, le=20000)
     early_stopping_rounds: int = Field(20, ge=1)
     validation: Validation = Validation()
@@ -406,8 +444,15 @@ class DataChecks(_Strict):
 
 
 class Schedule(_Strict):
+    """When the data job runs: a cron expression (see ``cron.py`` for the accepted syntax)."""
+
     cron: str = "0 3 * * *"
     enabled: bool = False
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return check_cron(v)
 
 
 class Blueprint(_Strict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from looper_pipelines.blueprints import load_catalog
+from looper_pipelines.blueprints import scan_catalog
 from looper_pipelines.errors import CommandError
 from looper_pipelines.home import HomeLayout
 
@@ -14,9 +14,10 @@ def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from looper_pipelines.registry import ModelRegistry
 
     layout = HomeLayout.of(args.home)
-    catalog = load_catalog(layout.root)
+    scanned = scan_catalog(layout.root)
+    catalog = scanned.blueprints
     if args.use_case not in catalog:
-        raise CommandError(f"--use-case: no blueprint named {args.use_case!r}; known: {sorted(catalog)}")
+        raise CommandError(f"--use-case: {scanned.why_missing(args.use_case)}")
     registry = ModelRegistry(os.environ.get("MLFLOW_TRACKING_URI", layout.tracking_uri), layout.artifact_root)
     return layout, registry, catalog[args.use_case]
 

@@ -24,8 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bp = sub.add_parser("blueprint", help="validate or show strategy blueprints")
     bps = bp.add_subparsers(dest="blueprint_command", required=True)
-    v = bps.add_parser("validate", help="validate a blueprint file")
-    v.add_argument("files", nargs="+")
+    v = bps.add_parser("validate", help="validate blueprint files (default: every blueprint the home finds)",
+                       description="Each file prints 'ok' or one 'looper: error: <file>: <field>: <problem>' line; "
+                       "exit 2 when any is invalid.")
+    v.add_argument("files", nargs="*")
+    _add_home(v)
     s = bps.add_parser("show", help="show a known blueprint, normalised, with its versions")
     s.add_argument("name")
     _add_home(s)

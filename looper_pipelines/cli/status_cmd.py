@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from looper_pipelines.blueprints import load_catalog
+from looper_pipelines.blueprints import scan_catalog
 from looper_pipelines.home import HomeLayout
 
 
@@ -24,8 +24,10 @@ def collect(home: str | None) -> dict[str, Any]:
         from looper_pipelines.orchestration import instance_for
 
         instance = instance_for(layout)
-    out: dict[str, Any] = {"home": str(layout.root), "tracking_uri": uri, "use_cases": {}}
-    for name, bp in sorted(load_catalog(layout.root).items()):
+    catalog = scan_catalog(layout.root)
+    out: dict[str, Any] = {"home": str(layout.root), "tracking_uri": uri, "use_cases": {},
+                           "broken_blueprints": {name: str(e) for name, e in sorted(catalog.broken.items())}}
+    for name, bp in sorted(catalog.blueprints.items()):
         entry: dict[str, Any] = {"blueprint_version": bp.version}
         for alias in (CHAMPION, CHALLENGER):
             v = registry.by_alias(name, alias) if registry else None
@@ -92,4 +94,6 @@ def run(args: argparse.Namespace) -> int:
             for reason in prom["reasons"]:
                 if not str(reason).startswith("PASS"):
                     print(f"    {reason}")
+    for name, problem in doc["broken_blueprints"].items():
+        print(f"{name}: BROKEN BLUEPRINT, not loaded: {problem}")
     return 0

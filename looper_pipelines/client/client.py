@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -13,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from looper_pipelines.blueprints import Blueprint, load_catalog
+from looper_pipelines.blueprints import Blueprint, BlueprintError, Catalog, scan_catalog
 from looper_pipelines.client.decision import Decision
 from looper_pipelines.client.engine import DecisionEngine
 from looper_pipelines.client.errors import LooperInputError, UnknownUseCaseError
@@ -29,6 +30,8 @@ from looper_pipelines.logs.records import (
     use_case_of,
 )
 from looper_pipelines.serving.runtime import DeploymentWatcher
+
+log = logging.getLogger(__name__)
 
 Durability = Literal["default", "strict", "disabled"]
 _SEEN_OBSERVATIONS = 200_000
@@ -55,7 +58,13 @@ class LooperClient:
     ) -> None:
         self.layout = HomeLayout.of(home)
         self.home: Path = self.layout.root
-        self.blueprints = dict(blueprints) if blueprints is not None else load_catalog(self.home)
+        # a broken blueprint file leaves its use case out (a warning is logged) and the
+        # others served; asking for it raises an error naming the file and the problem
+        self._catalog = Catalog(dict(blueprints)) if blueprints is not None else scan_catalog(self.home)
+        self.blueprints = self._catalog.blueprints
+        self.broken_blueprints: dict[str, BlueprintError] = self._catalog.broken
+        for e in self.broken_blueprints.values():
+            log.warning("use case not served, its blueprint is broken: %s", e)
         self._clock = clock or now_us
         self._log = LogStore(self.home, durability=log_durability, fsync_interval_s=fsync_interval_s)
         rng = random.Random(seed)
@@ -218,6 +227,8 @@ class LooperClient:
         try:
             return self._engines[use_case]
         except (KeyError, TypeError):
+            if isinstance(use_case, str):
+                raise UnknownUseCaseError("use_case", self._catalog.why_missing(use_case)) from None
             raise UnknownUseCaseError(
                 "use_case", f"no blueprint named {shown(use_case)}; known: {sorted(self._engines)}"
             ) from None

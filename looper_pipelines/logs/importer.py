@@ -54,7 +54,10 @@ Conventions:
   after its decision's. Without an ``observation_id`` column the id is derived from the use
   case, the file's sha256 and the row; rows sharing an id are one observation, as for live logs.
 - Float features: NaN is a missing value (the feature's default, or an error if required).
-- Errors quote at most 80 characters of an offending value.
+- Errors quote at most 80 characters of an offending value (a cell, a column name, a mapping
+  key), with its length when it is longer; every error is one line.
+- The mapping file is read like a blueprint, by ``looper_pipelines.safe_yaml``: UTF-8, at
+  most 64 KiB, bounded nesting and aliases, no duplicate keys.
 - A ledger, ``<home>/state/imports.json``, records each imported file (decision and
   observation files) by sha256; importing the same content into the same use case again is
   refused unless ``force=True``. A forced import logs the decisions again (under new decision
@@ -80,7 +83,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
 import polars as pl
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from looper_pipelines.blueprints import Blueprint, BlueprintError, blueprint_dirs, load_blueprint
@@ -92,6 +94,7 @@ from looper_pipelines.logs.readers import read_decisions
 from looper_pipelines.logs.records import DECISIONS, OBSERVATIONS, new_decision_id
 from looper_pipelines.logs.segments import check_use_case
 from looper_pipelines.logs.writer import LogStore
+from looper_pipelines.safe_yaml import YamlInputError, load_yaml_file, sniff_encoding
 
 PathLike = str | os.PathLike[str]
 
@@ -219,7 +222,13 @@ class ColumnMapping(BaseModel):
 
 
 def _loc(loc: Sequence[object]) -> str:
-    return "mapping" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+    return "mapping" + "".join(f"[{p}]" if isinstance(p, int) else f".{_key(p)}" for p in loc)
+
+
+def _key(k: object) -> str:
+    """A mapping key in a field path: as it is when it is a short name, else quoted bounded."""
+    text = str(k)
+    return text if len(text) <= QUOTE_CHARS and text.isprintable() and " " not in text else _quote(k)
 
 
 def load_mapping(source: PathLike | Mapping[str, Any] | ColumnMapping) -> ColumnMapping:
@@ -234,13 +243,11 @@ def load_mapping(source: PathLike | Mapping[str, Any] | ColumnMapping) -> Column
         p = Path(source)
         where = f" ({p})"
         try:
-            text = p.read_text()
-        except OSError as e:
-            raise LogImportError("mapping", f"cannot read {p}: {e.strerror or e}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise LogImportError("mapping", f"{p} is not valid YAML: {_first_line(e)}") from None
+            data = load_yaml_file(p)
+        except YamlInputError as e:
+            if e.where == "(file)" and not p.is_file():
+                raise LogImportError("mapping", f"cannot read {p}: {e.problem}") from None
+            raise LogImportError("mapping", f"{p}: {e.where}: {e.problem}") from None
     if not isinstance(data, dict):
         raise LogImportError(
             "mapping", f"expected a mapping of fields{where}, got {type(data).__name__}"
@@ -248,12 +255,14 @@ def load_mapping(source: PathLike | Mapping[str, Any] | ColumnMapping) -> Column
     try:
         return ColumnMapping.model_validate(data)
     except ValidationError as e:
-        errs = e.errors()
-        msgs = [f"{_loc(err['loc'])}: {err['msg'].removeprefix('Value error, ')}" for err in errs]
+        errs = e.errors(include_input=False, include_url=False)
+        msgs = [f"{_loc(err['loc'])}: {_clip(err['msg'].removeprefix('Value error, '))}" for err in errs]
         first = errs[0]
-        problem = first["msg"].removeprefix("Value error, ") + where
+        problem = _clip(first["msg"].removeprefix("Value error, ")) + where
         if len(msgs) > 1:
-            problem += "; also " + "; ".join(msgs[1:])
+            problem += "; also " + "; ".join(msgs[1:4])
+            if len(msgs) > 4:
+                problem += f"; and {len(msgs) - 4} more"
         raise LogImportError(_loc(first["loc"]), problem) from None
 
 
@@ -263,7 +272,7 @@ def check_mapping(mapping: ColumnMapping, bp: Blueprint) -> None:
     for name in mapping.features:
         if name not in bp.feature_names:
             raise LogImportError(
-                f"mapping.features.{name}",
+                f"mapping.features.{_key(name)}",
                 f"{_quote(name)} is not a feature of blueprint {bp.name!r} (features: {', '.join(bp.feature_names)})",
             )
     missing = [f.name for f in bp.features if f.required and f.name not in mapping.features]
@@ -276,18 +285,18 @@ def check_mapping(mapping: ColumnMapping, bp: Blueprint) -> None:
     for name in mapping.rewards:
         if name not in bp.label_names:
             raise LogImportError(
-                f"mapping.rewards.{name}",
+                f"mapping.rewards.{_key(name)}",
                 f"{_quote(name)} is not a label of blueprint {bp.name!r} (labels: {', '.join(bp.label_names)})",
             )
     for name in mapping.reward_timestamps:
         if name not in bp.label_names:
             raise LogImportError(
-                f"mapping.reward_timestamps.{name}",
+                f"mapping.reward_timestamps.{_key(name)}",
                 f"{_quote(name)} is not a label of blueprint {bp.name!r} (labels: {', '.join(bp.label_names)})",
             )
         if name not in mapping.rewards:
             raise LogImportError(
-                f"mapping.reward_timestamps.{name}",
+                f"mapping.reward_timestamps.{_key(name)}",
                 f"label {name!r} has no reward column; map rewards.{name} too",
             )
     if mapping.observations is not None and mapping.decision_id is None:
@@ -485,7 +494,7 @@ def _row_error(
     tail = f" ({more} more row{'s' if more > 1 else ''} with this problem)" if more else ""
     return LogImportError(
         f"mapping.{fld}",
-        f"{display} row {i + 1}, column {column!r}: {problem}{tail}",
+        f"{display} row {i + 1}, column {_quote(column)}: {problem}{tail}",
         file=display,
         row=i + 1,
         column=column,
@@ -522,7 +531,7 @@ class _FileCheck:
         dtype = self.df.schema[column]
         raise LogImportError(
             f"mapping.{fld}",
-            f"column {column!r} of {self.display} holds {dtype}, expected {expected}",
+            f"column {_quote(column)} of {self.display} holds {dtype}, expected {expected}",
             file=self.display,
             column=column,
         )
@@ -613,7 +622,7 @@ class _FileCheck:
             if fmt is None:
                 raise LogImportError(
                     f"mapping.{fmt_field}",
-                    f"column {column!r} of {self.display} holds numbers ({s.dtype}); set {fmt_field} "
+                    f"column {_quote(column)} of {self.display} holds numbers ({s.dtype}); set {fmt_field} "
                     f"to one of {sorted(UNIX_FORMATS)}",
                     file=self.display,
                     column=column,
@@ -633,7 +642,7 @@ class _FileCheck:
                 ):
                     raise LogImportError(
                         f"mapping.{fmt_field}",
-                        f"column {column!r} of {self.display} holds numbers; set {fmt_field} "
+                        f"column {_quote(column)} of {self.display} holds numbers; set {fmt_field} "
                         f"to one of {sorted(UNIX_FORMATS)}",
                         file=self.display,
                         column=column,
@@ -917,6 +926,15 @@ def _read_columns(
             f"unsupported file type {path.suffix or '(no extension)'!r}; expected one of {', '.join(READERS)}",
             file=display,
         )
+    if kind == "csv":
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4096)
+        except OSError as e:
+            raise LogImportError(display, f"cannot read the file: {e.strerror or e}", file=display) from None
+        wrong = sniff_encoding(head)
+        if wrong is not None:
+            raise LogImportError(display, f"cannot read as CSV: {wrong}", file=display)
     try:
         if kind == "csv":
             columns = pl.read_csv(path, n_rows=0).columns
@@ -931,7 +949,7 @@ def _read_columns(
         if col not in present:
             raise LogImportError(
                 f"mapping.{fld}",
-                f"column {col!r} not found in {display} (columns: {_preview([_quote(c) for c in columns], 20)})",
+                f"column {_quote(col)} not found in {display} (columns: {_preview([_quote(c) for c in columns], 20)})",
                 file=display,
                 column=col,
             )
