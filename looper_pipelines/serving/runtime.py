@@ -116,6 +116,8 @@ def read_current(layout: HomeLayout, use_case: str) -> dict[str, Any] | None:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as e:
+        raise ArtifactError(f"cannot read {path}: {e.strerror}") from None
     try:
         doc = json.loads(raw)
         ok = isinstance(doc, dict) and isinstance(doc.get("version"), str) and bool(doc["version"])
