@@ -199,6 +199,21 @@ def test_a_fresh_process_with_no_verified_version_serves_the_default_and_says_so
     assert promoted.second in line and "no published version verifies" in line
 
 
+def test_an_unreadable_current_json_falls_back_to_the_last_published_version(
+    promoted: Promoted, copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    current = HomeLayout.of(copy).serving / UC / CURRENT
+    current.write_bytes(current.read_bytes()[:7])  # a torn write
+    caplog.set_level(logging.ERROR, logger=RUNTIME_LOG)
+    with LooperClient.local(copy, log_durability="disabled") as client:
+        assert client.get_decision(UC, "u1", FEATURES).model_version == "2"
+        status = client.serving_status(UC)
+        assert status.state == "fallback" and status.serving_version == promoted.second
+        assert status.reason is not None and "not a valid publication record" in status.reason
+    (line,) = _refusals(caplog)
+    assert "current.json" in line and promoted.second in line
+
+
 def test_an_intact_home_serves_the_published_version_and_is_healthy(promoted: Promoted, copy: Path) -> None:
     with LooperClient.local(copy, log_durability="disabled") as client:
         assert client.get_decision(UC, "u1", FEATURES).model_version == "2"
@@ -342,6 +357,16 @@ def test_rollback_to_an_intact_artifact_moves_champion_and_serving_together(prom
     assert r.returncode == 0, r.stderr
     assert f"serving {promoted.first}" in r.stdout
     assert _champion(copy) == "1" and _current(copy) == promoted.first
+
+
+def test_rollback_rebuilds_a_deleted_artifact_from_the_registry(promoted: Promoted, copy: Path) -> None:
+    corrupt(copy, promoted.first, "missing_version")
+    r = looper("rollback", "--use-case", UC, home=copy)
+    assert r.returncode == 0, r.stderr
+    assert _champion(copy) == "1" and _current(copy) == promoted.first
+    with LooperClient.local(copy, log_durability="disabled") as client:
+        assert client.get_decision(UC, "u1", FEATURES).model_version == "1"
+        assert not client.serving_status(UC).degraded
 
 
 # -- looper status -------------------------------------------------------------------------

@@ -196,17 +196,16 @@ def verified_artifact(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint
     recorded SHA-256 and its predictions against LightGBM; ``ArtifactError`` (one line)
     otherwise. Changes nothing that is served."""
     from looper_pipelines.serving.publish import version_dir
-    from looper_pipelines.serving.runtime import describe_failure, verify_version
+    from looper_pipelines.serving.runtime import LineageError, describe_failure
 
     vid = serving_version_id(version, bp)
     try:
         checked = build_and_check_version(layout, registry, bp, version)
-        verify_version(layout, bp, vid)
-    except Exception as e:
-        raise ArtifactError(
-            f"version {version.version}: serving artifact {vid} does not verify ({describe_failure(e)}); "
-            f"champion and serving unchanged (remove {version_dir(layout, bp.name, vid)} to rebuild it from the registry)"
-        ) from None
+    except ArtifactError as e:
+        hint = "" if isinstance(e, LineageError) else (
+            f" (remove {version_dir(layout, bp.name, vid)} to rebuild it from the registry)")
+        raise ArtifactError(f"version {version.version}: serving artifact {vid} does not verify "
+                            f"({describe_failure(e)}); champion and serving unchanged{hint}") from None
     if not checked.parity_ok:
         raise ArtifactError(
             f"version {version.version}: compiled artifact {vid} differs from LightGBM by {checked.max_abs_diff:g} "
@@ -277,11 +276,15 @@ def build_and_check_champion(layout: HomeLayout, registry: ModelRegistry, bp: Bl
 
 def build_and_check_version(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint,
                             version: RegisteredVersion) -> CheckedArtifact:
-    """Compile a registered version (if not built yet) and compare it with LightGBM on the holdout."""
+    """Compile a registered version (if not built yet), check its files against their
+    recorded SHA-256 (``ArtifactError`` if they differ) and compare it with LightGBM on the
+    holdout."""
     from looper_pipelines.evaluation.holdout import all_examples, holdout
     from looper_pipelines.serving.publish import parity
+    from looper_pipelines.serving.runtime import verify_version
 
     vid, champion, boosters = build_version_artifact(layout, registry, bp, version)
+    verify_version(layout, bp, vid)
     valid = holdout(bp, all_examples(bp, layout.warehouse))
     diffs = parity(layout, bp.name, vid, boosters, valid.x_with_action)
     return CheckedArtifact(vid, str(champion.version), diffs, int(valid.x.shape[0]))

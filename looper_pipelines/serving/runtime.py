@@ -173,9 +173,13 @@ def deployment_meta(layout: HomeLayout, use_case: str, version: str) -> dict[str
     return meta
 
 
+class LineageError(ArtifactError):
+    """A published version was trained for another blueprint lineage than the current one."""
+
+
 def _check_lineage(meta: Mapping[str, Any], bp: Any, version: str) -> None:
     if meta.get("lineage_version") != bp.lineage_version:
-        raise ArtifactError(
+        raise LineageError(
             f"published version {version} was trained for blueprint lineage {meta.get('lineage_version')}, "
             f"but the blueprint now has lineage {bp.lineage_version}"
         )
