@@ -578,7 +578,13 @@ def test_healthz(http: httpx.Client) -> None:
     h = http.get("/healthz").json()
     assert h["status"] == "ok"
     assert set(h["use_cases"]) >= {UC, "item_recommendation"}
-    assert set(h["use_cases"][UC]) == {"blueprint_version", "model_version", "policy_version"}
+    assert set(h["use_cases"][UC]) == {
+        "blueprint_version", "model_version", "policy_version",
+        "status", "state", "published_version", "serving_version", "rejected_version", "reason",
+    }  # fmt: skip
+    # nothing published: the default action serves, and that is not a degraded state
+    assert h["use_cases"][UC]["status"] == "ok" and h["use_cases"][UC]["state"] == "ok"
+    assert h["use_cases"][UC]["published_version"] is None and h["use_cases"][UC]["reason"] is None
 
 
 _SAMPLE = re.compile(
@@ -648,6 +654,8 @@ def test_metrics(http: httpx.Client) -> None:
     info = {labels["use_case"]: labels for labels, v in samples["looper_deployment_info"] if v == 1}
     assert info[UC]["model_version"] == "none"  # cold start: no champion published in this home
     assert info[UC]["policy_version"] and info[UC]["blueprint_version"]
+    for flag in ("looper_deployment_degraded", "looper_deployment_no_verified_version"):
+        assert {labels["use_case"]: v for labels, v in samples[flag]}[UC] == 0
 
 
 def test_openapi_is_valid(base_url: str) -> None:

@@ -8,6 +8,7 @@ import os
 from looper_pipelines.blueprints import scan_catalog
 from looper_pipelines.errors import CommandError
 from looper_pipelines.home import HomeLayout
+from looper_pipelines.serving.manifest import ArtifactError
 
 
 def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -22,13 +23,10 @@ def _context(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return layout, registry, catalog[args.use_case]
 
 
-def _republish(layout: HomeLayout, registry: object, bp: object) -> str:
-    from looper_pipelines.promotion.flow import publish_champion
+def _one_line(e: BaseException) -> str:
+    from looper_pipelines.serving.runtime import describe_failure
 
-    try:
-        return publish_champion(layout, registry, bp).version_id  # type: ignore[arg-type]
-    except ValueError as e:
-        raise CommandError(str(e)) from None
+    return describe_failure(e) if not isinstance(e, ArtifactError) else " ".join(str(e).split())
 
 
 def promote(args: argparse.Namespace) -> int:
@@ -40,9 +38,9 @@ def promote(args: argparse.Namespace) -> int:
     try:
         entry = promote_by_hand(layout, registry, bp, args.reason, args.version)
     except Exception as e:
-        raise CommandError(str(e)) from None
-    vid = _republish(layout, registry, bp)
-    print(f"{bp.name}: champion is now version {entry['champion']} (was {entry['previous_champion']}); serving {vid}")
+        raise CommandError(_one_line(e)) from None
+    print(f"{bp.name}: champion is now version {entry['champion']} (was {entry['previous_champion']}); "
+          f"serving {entry['serving_version']}")
     return 0
 
 
@@ -52,8 +50,8 @@ def rollback(args: argparse.Namespace) -> int:
     layout, registry, bp = _context(args)
     try:
         entry = do_rollback(layout, registry, bp)
-    except ValueError as e:
-        raise CommandError(str(e)) from None
-    vid = _republish(layout, registry, bp)
-    print(f"{bp.name}: rolled back to version {entry['champion']} (from {entry['previous_champion']}); serving {vid}")
+    except Exception as e:
+        raise CommandError(_one_line(e)) from None
+    print(f"{bp.name}: rolled back to version {entry['champion']} (from {entry['previous_champion']}); "
+          f"serving {entry['serving_version']}")
     return 0

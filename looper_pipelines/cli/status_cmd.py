@@ -34,10 +34,58 @@ def collect(home: str | None) -> dict[str, Any]:
             entry[alias] = None if v is None else {"version": v.version, "policy_version": v.tags.get("policy_version"),
                                                    "run_id": v.run_id}
         entry["serving_version"] = current_version(layout, name)
+        serving, served_model = _serving(layout, bp)
+        entry["serving"] = {**serving.to_dict(), "model_version": served_model}
+        entry["problems"] = _problems(entry, registry is not None)
         entry["checks"] = {k: ("passed" if ok else "FAILED") for k, ok in latest_outcomes(layout, name).items()}
         entry["last_materialization"] = _last_materialization(instance, name)
         entry["last_promotion"] = _last_promotion(layout, name)
         out["use_cases"][name] = entry
+    return out
+
+
+def _serving(layout: HomeLayout, bp: Any) -> tuple[Any, str | None]:
+    """What a decision process starting now would serve (every file of the published
+    version checked against its SHA-256, as a process does when it loads it) and that
+    version's model version (None: the default action)."""
+    from looper_pipelines.serving.manifest import ArtifactError
+    from looper_pipelines.serving.runtime import (
+        ServingStatus,
+        describe_failure,
+        newest_verified,
+        read_current,
+        refused,
+        verify_version,
+    )
+
+    published: str | None = None
+    try:
+        doc = read_current(layout, bp.name)
+        if doc is None:
+            return ServingStatus(), None
+        published = str(doc["version"])
+        meta = verify_version(layout, bp, published)
+        return ServingStatus("ok", published, published), str(meta["model_version"])
+    except (ArtifactError, OSError) as e:
+        problem = describe_failure(e)
+    found = newest_verified(layout, bp.name, lambda v: verify_version(layout, bp, v), exclude=published)
+    status = refused(published, problem, None, found[0] if found else None)
+    return status, (str(found[1]["model_version"]) if found else None)
+
+
+def _problems(entry: dict[str, Any], with_registry: bool) -> list[str]:
+    """Disagreements between the registry's champion and what is served, and a degraded
+    serving state."""
+    out = []
+    serving = entry["serving"]
+    if serving["status"] == "degraded":
+        out.append(f"serving degraded: {serving['reason']}")
+    champion = entry["champion"]["version"] if entry["champion"] else None
+    served = serving["model_version"]
+    if with_registry and champion != served:
+        what = f"model version {served} ({serving['serving_version']})" if served else "the default action"
+        out.append(f"champion mismatch: the registry's champion is {f'version {champion}' if champion else 'unset'}, "
+                   f"but {what} is served")
     return out
 
 
@@ -87,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: champion {champ}, challenger {chall}, serving {e['serving_version'] or '-'}, "
               f"last {last['asset'] + ' at ' + last['at'] if last else '-'}, "
               f"checks {'all passed' if e['checks'] and not failed else ('failed: ' + ', '.join(failed) if failed else '-')}")
+        for problem in e["problems"]:
+            print(f"  WARNING {problem}")
         prom = e["last_promotion"]
         if prom is not None:
             who = prom["challenger"] or prom["champion"]

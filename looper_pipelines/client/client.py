@@ -29,7 +29,7 @@ from looper_pipelines.logs.records import (
     now_us,
     use_case_of,
 )
-from looper_pipelines.serving.runtime import DeploymentWatcher
+from looper_pipelines.serving.runtime import DeploymentWatcher, ServingStatus
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,12 @@ class LooperClient:
 
     def deployment(self, use_case: str) -> Any:
         return self._engine(use_case).deployment
+
+    def serving_status(self, use_case: str) -> ServingStatus:
+        """Whether the published version serves, and if not (it did not verify) what does
+        instead and why."""
+        self._engine(use_case)
+        return self._watcher.status[use_case]
 
     @property
     def clock(self) -> Callable[[], int]:

@@ -60,13 +60,20 @@ def build_serving_assets(use_case: str) -> list[Any]:
         description="Points the decision service at the parity-checked artifact (hot reload).",
     )
     def published_deployment(context: AssetExecutionContext, looper_home: LooperHome) -> MaterializeResult:
+        from looper_pipelines.serving.manifest import ArtifactError
         from looper_pipelines.serving.publish import activate
+        from looper_pipelines.serving.runtime import describe_failure, verify_version
 
         state = looper_home.read_state(f"serving/{use_case}.json")
         if state.get("built") is None:
             return MaterializeResult(metadata={"status": "no champion yet: nothing published"})
         if not state.get("parity_ok"):
             raise ValueError(f"serving artifact {state.get('built')} failed its parity check; not publishing")
+        try:  # its files may have changed since the parity check
+            verify_version(looper_home.layout, looper_home.blueprint(use_case), state["built"])
+        except ArtifactError as e:
+            raise ValueError(f"serving artifact {state['built']} does not verify ({describe_failure(e)}); "
+                             "not publishing") from None
         activate(looper_home.layout, use_case, state["built"])
         return MaterializeResult(metadata={"serving_version": state["built"]})
 

@@ -14,7 +14,14 @@ from looper_pipelines.blueprints.model import Blueprint
 from looper_pipelines.home import HomeLayout
 from looper_pipelines.policies import Mixing
 from looper_pipelines.promotion.history import PromotionHistory
-from looper_pipelines.registry import CHALLENGER, CHAMPION, ModelRegistry, RegisteredVersion
+from looper_pipelines.registry import (
+    CHALLENGER,
+    CHAMPION,
+    ModelRegistry,
+    RegisteredVersion,
+    registered_model_name,
+)
+from looper_pipelines.serving.manifest import ArtifactError
 from looper_pipelines.serving.publish import PARITY_TOLERANCE
 
 
@@ -125,39 +132,86 @@ def evaluate_and_promote(
 
 def promote_by_hand(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint, reason: str,
                     version: str | None = None) -> dict[str, Any]:
+    """Make ``version`` (default: the challenger) the champion and publish it; its serving
+    artifact is built and verified first, so a failure moves nothing."""
     uc = bp.name
     target = registry.get(uc, version) if version else registry.by_alias(uc, CHALLENGER)
     if target is None:
         raise ValueError(f"no challenger registered for {uc}")
     champion = registry.by_alias(uc, CHAMPION)
-    registry.set_alias(uc, CHAMPION, target.version)
     entry = {"action": "manual_promote", "champion_set": True, "champion": target.version,
              "previous_champion": champion.version if champion else None,
              "policy_version": policy_version(target, bp), "reasons": [f"manual override: {reason}"]}
+    return move_champion(layout, registry, bp, target, entry)
+
+
+def rollback_target(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint) -> tuple[RegisteredVersion, str]:
+    """The current champion and the version that was champion before it."""
+    uc = bp.name
+    current = registry.by_alias(uc, CHAMPION)
+    if current is None:
+        raise ValueError(f"{uc} has no champion to roll back")
+    for e in reversed(PromotionHistory(layout.state, uc).champions()):
+        if e.get("champion") == current.version and e.get("previous_champion"):
+            return current, str(e["previous_champion"])
+    raise ValueError(f"{uc}: no earlier champion recorded before version {current.version}")
+
+
+def rollback(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint) -> dict[str, Any]:
+    """Restore the champion before the current one (and with it that version's policy),
+    verified before anything moves."""
+    current, previous = rollback_target(layout, registry, bp)
+    entry = {"action": "rollback", "champion_set": True, "champion": previous, "previous_champion": current.version,
+             "reasons": [f"rollback from version {current.version}"]}
+    return move_champion(layout, registry, bp, registry.get(bp.name, previous), entry)
+
+
+def move_champion(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint, target: RegisteredVersion,
+                  entry: dict[str, Any]) -> dict[str, Any]:
+    """Build (if needed) and verify ``target``'s serving artifact, then move the champion
+    alias, publish the artifact and record ``entry``; returns it with ``serving_version``.
+    Raises ``ArtifactError`` with nothing changed when the artifact does not verify."""
+    from looper_pipelines.serving.publish import activate
+
+    checked = verified_artifact(layout, registry, bp, target)
+    uc = bp.name
+    before = registry.by_alias(uc, CHAMPION)
+    registry.set_alias(uc, CHAMPION, target.version)
+    try:
+        activate(layout, uc, checked.version_id)
+    except BaseException:
+        if before is None:
+            registry.client.delete_registered_model_alias(registered_model_name(uc), CHAMPION)
+        else:
+            registry.set_alias(uc, CHAMPION, before.version)
+        raise
+    entry = {**entry, "serving_version": checked.version_id}
     PromotionHistory(layout.state, uc).append(entry)
     return entry
 
 
-def rollback(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint) -> dict[str, Any]:
-    """Restore the champion before the current one (and with it that version's policy)."""
-    uc = bp.name
-    history = PromotionHistory(layout.state, uc)
-    current = registry.by_alias(uc, CHAMPION)
-    if current is None:
-        raise ValueError(f"{uc} has no champion to roll back")
-    sets = history.champions()
-    previous = None
-    for e in reversed(sets):
-        if e.get("champion") == current.version and e.get("previous_champion"):
-            previous = e["previous_champion"]
-            break
-    if previous is None:
-        raise ValueError(f"{uc}: no earlier champion recorded before version {current.version}")
-    registry.set_alias(uc, CHAMPION, previous)
-    entry = {"action": "rollback", "champion_set": True, "champion": previous, "previous_champion": current.version,
-             "reasons": [f"rollback from version {current.version}"]}
-    history.append(entry)
-    return entry
+def verified_artifact(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint,
+                      version: RegisteredVersion) -> CheckedArtifact:
+    """``version``'s serving artifact, built if missing, its files checked against their
+    recorded SHA-256 and its predictions against LightGBM; ``ArtifactError`` (one line)
+    otherwise. Changes nothing that is served."""
+    from looper_pipelines.serving.publish import version_dir
+    from looper_pipelines.serving.runtime import LineageError, describe_failure
+
+    vid = serving_version_id(version, bp)
+    try:
+        checked = build_and_check_version(layout, registry, bp, version)
+    except ArtifactError as e:
+        hint = "" if isinstance(e, LineageError) else (
+            f" (remove {version_dir(layout, bp.name, vid)} to rebuild it from the registry)")
+        raise ArtifactError(f"version {version.version}: serving artifact {vid} does not verify "
+                            f"({describe_failure(e)}); champion and serving unchanged{hint}") from None
+    if not checked.parity_ok:
+        raise ArtifactError(
+            f"version {version.version}: compiled artifact {vid} differs from LightGBM by {checked.max_abs_diff:g} "
+            f"(tolerance {PARITY_TOLERANCE:g}); champion and serving unchanged"
+        )
+    return checked
 
 
 def serving_version_id(version: RegisteredVersion, bp: Blueprint) -> str:
@@ -166,12 +220,18 @@ def serving_version_id(version: RegisteredVersion, bp: Blueprint) -> str:
 
 def build_champion_artifact(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint) -> tuple[str, RegisteredVersion, dict[str, Any]]:
     """Compile the champion's label models (if not built yet); returns the version id."""
-    from looper_pipelines.serving.publish import build_artifact, version_dir
-    from looper_pipelines.serving.runtime import DEPLOYMENT
-
     champion = registry.by_alias(bp.name, CHAMPION)
     if champion is None:
         raise ValueError(f"{bp.name} has no champion to export")
+    return build_version_artifact(layout, registry, bp, champion)
+
+
+def build_version_artifact(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint,
+                           champion: RegisteredVersion) -> tuple[str, RegisteredVersion, dict[str, Any]]:
+    """Compile a registered version's label models (if not built yet); returns the version id."""
+    from looper_pipelines.serving.publish import build_artifact, version_dir
+    from looper_pipelines.serving.runtime import DEPLOYMENT
+
     vid = serving_version_id(champion, bp)
     boosters = registry.load_label_models(champion)
     if not (version_dir(layout, bp.name, vid) / DEPLOYMENT).exists():
@@ -208,25 +268,23 @@ class CheckedArtifact:
 
 def build_and_check_champion(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint) -> CheckedArtifact:
     """Compile the champion (if not built yet) and compare it with LightGBM on the holdout."""
+    champion = registry.by_alias(bp.name, CHAMPION)
+    if champion is None:
+        raise ValueError(f"{bp.name} has no champion to export")
+    return build_and_check_version(layout, registry, bp, champion)
+
+
+def build_and_check_version(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint,
+                            version: RegisteredVersion) -> CheckedArtifact:
+    """Compile a registered version (if not built yet), check its files against their
+    recorded SHA-256 (``ArtifactError`` if they differ) and compare it with LightGBM on the
+    holdout."""
     from looper_pipelines.evaluation.holdout import all_examples, holdout
     from looper_pipelines.serving.publish import parity
+    from looper_pipelines.serving.runtime import verify_version
 
-    vid, champion, boosters = build_champion_artifact(layout, registry, bp)
+    vid, champion, boosters = build_version_artifact(layout, registry, bp, version)
+    verify_version(layout, bp, vid)
     valid = holdout(bp, all_examples(bp, layout.warehouse))
     diffs = parity(layout, bp.name, vid, boosters, valid.x_with_action)
     return CheckedArtifact(vid, str(champion.version), diffs, int(valid.x.shape[0]))
-
-
-def publish_champion(layout: HomeLayout, registry: ModelRegistry, bp: Blueprint) -> CheckedArtifact:
-    """Build, check and activate the champion's artifact in one step (after a manual
-    promotion or a rollback); raises ValueError, publishing nothing, if parity fails."""
-    from looper_pipelines.serving.publish import activate
-
-    checked = build_and_check_champion(layout, registry, bp)
-    if not checked.parity_ok:
-        raise ValueError(
-            f"compiled artifact {checked.version_id} differs from LightGBM by {checked.max_abs_diff:g} "
-            f"(tolerance {PARITY_TOLERANCE:g}); not published"
-        )
-    activate(layout, bp.name, checked.version_id)
-    return checked

@@ -174,6 +174,25 @@ def read_manifest(
     return folder, manifest
 
 
+def verify_artifact(path: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
+    """Read and validate the manifest at ``path`` and check the SHA-256 of every file it
+    names (without loading anything); raises :class:`ArtifactError` for a missing file and
+    :class:`IntegrityError` for a file whose bytes differ from the recorded digest."""
+    folder, manifest = read_manifest(path)
+    for key in ("library", "treelite_model"):
+        entry = manifest[key]
+        if entry is None:
+            continue
+        file = folder / entry["file"]
+        try:
+            digest = sha256_file(file)
+        except FileNotFoundError:
+            raise ArtifactError(f"{key} {file} named by the manifest is missing") from None
+        if digest != entry["sha256"]:
+            raise IntegrityError(f"{file}: SHA-256 {digest[:16]}… differs from the recorded {entry['sha256'][:16]}…")
+    return folder, manifest
+
+
 def finalize_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy with ``manifest_sha256`` set (and the JSON-serialisability checked)."""
     out = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}

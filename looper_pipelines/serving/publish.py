@@ -2,7 +2,10 @@
 
 ``build_artifact`` compiles one model per label into ``versions/<id>/`` with a
 ``deployment.json``; ``activate`` points ``current.json`` at a built version (atomic
-rename), which every decision process picks up on its next check."""
+rename), which every decision process picks up on its next check, and appends it to
+``published.jsonl``: the versions a fresh process may fall back to when the current one
+does not verify (a built version that was never activated, e.g. after a failed parity
+check, is never served)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from looper_pipelines.home import HomeLayout
-from looper_pipelines.serving.runtime import CURRENT, DEPLOYMENT
+from looper_pipelines.serving.runtime import CURRENT, DEPLOYMENT, PUBLISHED_LOG
 
 PARITY_TOLERANCE = 1e-6  # compiled vs LightGBM predictions: max abs difference to publish
 
@@ -73,6 +76,9 @@ def activate(layout: HomeLayout, use_case: str, version_id: str) -> None:
     if not (folder / DEPLOYMENT).exists():
         raise FileNotFoundError(f"no built serving artifact {folder}")
     cur = layout.serving / use_case / CURRENT
+    record = json.dumps({"version": version_id, "activated_at": time.time()})
+    with open(layout.serving / use_case / PUBLISHED_LOG, "a", encoding="utf-8") as f:
+        f.write(record + "\n")  # first: a version is in the log before any process can meet it
     tmp = cur.with_name(f".{CURRENT}.{os.getpid()}")
-    tmp.write_text(json.dumps({"version": version_id, "activated_at": time.time()}))
+    tmp.write_text(record)
     os.replace(tmp, cur)

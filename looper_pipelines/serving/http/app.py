@@ -404,15 +404,20 @@ class LooperHTTP:
 
     # -- the Starlette routes -----------------------------------------------------------------
     def health(self) -> dict[str, Any]:
+        """``status`` is ``degraded`` when a use case does not serve its published version
+        (it did not verify); each use case says what serves instead and why."""
         use_cases = {}
         for name in self.client.use_cases:
             dep = self.client.deployment(name)
+            serving = self.client.serving_status(name)
             use_cases[name] = {
                 "blueprint_version": self.blueprint_versions[name],
                 "model_version": dep.model_version,
                 "policy_version": dep.policy_version,
+                **serving.to_dict(),
             }
-        return {"status": "ok", "use_cases": use_cases}
+        degraded = any(u["status"] == "degraded" for u in use_cases.values())
+        return {"status": "degraded" if degraded else "ok", "use_cases": use_cases}
 
     async def _healthz(self, request: Request) -> Response:
         return Response(orjson.dumps(self.health()), media_type="application/json")
@@ -423,8 +428,10 @@ class LooperHTTP:
             for name in self.client.use_cases
             for dep in (self.client.deployment(name),)
         ]
+        serving = [(name, self.client.serving_status(name)) for name in self.client.use_cases]
         return Response(
-            self.metrics.render(deployments), headers={"content-type": METRICS_CONTENT_TYPE}
+            self.metrics.render(deployments, serving),
+            headers={"content-type": METRICS_CONTENT_TYPE},
         )
 
     async def _openapi(self, request: Request) -> Response:

@@ -13,6 +13,10 @@ Series:
 - ``looper_http_errors_total{kind,status}``: rejected requests and failed batch items
 - ``looper_deployment_info{use_case,blueprint_version,model_version,policy_version}``: 1 per
   use case, the versions currently served (``model_version`` is ``none`` on a cold start)
+- ``looper_deployment_degraded{use_case}``: 1 when the published version was refused (it
+  did not verify) and an earlier model or the default action serves instead
+- ``looper_deployment_no_verified_version{use_case}``: 1 when a version is published but
+  no published version verifies, so the default action serves
 """
 
 from __future__ import annotations
@@ -20,6 +24,15 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterable
+from typing import Protocol
+
+
+class ServingState(Protocol):
+    @property
+    def degraded(self) -> bool: ...
+
+    @property
+    def no_verified_version(self) -> bool: ...
 
 BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -82,9 +95,13 @@ class HttpMetrics:
         self.errors[key] = self.errors.get(key, 0) + 1
 
     # -- exposition ---------------------------------------------------------------------------
-    def render(self, deployments: Iterable[tuple[str, str, str | None, str]] = ()) -> bytes:
+    def render(
+        self,
+        deployments: Iterable[tuple[str, str, str | None, str]] = (),
+        serving: Iterable[tuple[str, ServingState]] = (),
+    ) -> bytes:
         """The text exposition; ``deployments`` are ``(use_case, blueprint_version,
-        model_version, policy_version)``."""
+        model_version, policy_version)``, ``serving`` ``(use_case, serving status)``."""
         out: list[str] = []
 
         def family(name: str, kind: str, help_: str) -> None:
@@ -133,6 +150,22 @@ class HttpMetrics:
                 use_case=uc, blueprint_version=bv, model_version=mv or "none", policy_version=pv
             )
             out.append(f"looper_deployment_info{labels} 1")
+        states = sorted(serving, key=lambda s: s[0])
+        family(
+            "looper_deployment_degraded",
+            "gauge",
+            "1 when the published version did not verify and something else serves.",
+        )
+        for uc, st in states:
+            out.append(f"looper_deployment_degraded{_labels(use_case=uc)} {int(st.degraded)}")
+        family(
+            "looper_deployment_no_verified_version",
+            "gauge",
+            "1 when no published version verifies and the default action serves.",
+        )
+        for uc, st in states:
+            flag = int(st.no_verified_version)
+            out.append(f"looper_deployment_no_verified_version{_labels(use_case=uc)} {flag}")
         family(
             "looper_http_start_time_seconds",
             "gauge",

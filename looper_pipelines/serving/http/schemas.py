@@ -122,10 +122,24 @@ class UseCaseStatus(BaseModel):
     blueprint_version: str
     model_version: str | None
     policy_version: str
+    status: Literal["ok", "degraded"] = Field(
+        description="'degraded' when the published version did not verify and something else serves."
+    )
+    state: Literal["ok", "kept", "fallback", "default"] = Field(
+        description="ok: the published version serves (or none is published); kept: the model "
+        "loaded before keeps serving; fallback: the newest published version that verifies "
+        "serves; default: no published version verifies, the default action serves."
+    )
+    published_version: str | None
+    serving_version: str | None = Field(
+        description="The published version whose model serves; null: the default action."
+    )
+    rejected_version: str | None
+    reason: str | None = Field(description="Why the published version was refused.")
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"]
     use_cases: dict[str, UseCaseStatus]
 
 
