@@ -7,6 +7,7 @@ Each command lives in its own module and imports what it needs when it runs, so
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -122,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # MLflow announces its one-time database set-up at INFO on the console; the commands
+    # print their own progress (a level set by the user is kept)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     from looper_pipelines.cli import commands
 
     handler = getattr(commands, f"cmd_{args.command}")
