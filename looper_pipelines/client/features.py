@@ -9,6 +9,7 @@ from typing import Any
 from looper_pipelines.blueprints.model import Blueprint, Feature
 from looper_pipelines.client.errors import LooperInputError
 from looper_pipelines.errors import shown, shown_key
+from looper_pipelines.features import category_codes, encode_value
 
 try:  # the common case of normalise_encode in C (setup.py builds it with a C compiler)
     from looper_pipelines.client import _features
@@ -38,9 +39,7 @@ class FeatureEncoder:
         self.features: list[Feature] = list(bp.features)
         self.names = [f.name for f in self.features]
         self._known = frozenset(self.names)
-        self._codes = {
-            f.name: {c: float(i) for i, c in enumerate(f.categories or [])} for f in self.features
-        }
+        self._codes = {f.name: category_codes(f) for f in self.features}
         # per feature: what a value of the expected Python type must satisfy to be taken
         # as it is (anything else goes through the full check, which names the problem)
         # a missing feature: _REQUIRED, or its default and the default's encoding
@@ -122,11 +121,9 @@ class FeatureEncoder:
         return [self._encode_value(f, normalised[f.name]) for f in self.features]
 
     def _encode_value(self, f: Feature, v: Any) -> float:
-        if v is None:
-            return NAN
-        if f.type == "category":
+        if v is not None and f.type == "category":  # category_codes(f), built once per encoder
             return self._codes[f.name][v]
-        return float(v)
+        return encode_value(f, v)
 
     def encode_many(self, rows: list[Mapping[str, Any]]) -> list[list[float]]:
         return [self.normalise_encode(r)[1] for r in rows]

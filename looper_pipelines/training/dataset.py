@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from looper_pipelines.blueprints.model import Blueprint
+from looper_pipelines.features import encode_logged
 
 ACTION_FEATURE = "action"
 
@@ -37,17 +38,9 @@ def load_training_examples(
 
 
 def feature_matrix(bp: Blueprint, features_json: pl.Series) -> np.ndarray:
-    """Decode the logged feature JSON into the model's (n, F) float matrix."""
-    dtype = pl.Struct({f.name: (pl.Utf8 if f.type == "category" else pl.Float64) for f in bp.features})
-    decoded = features_json.str.json_decode(dtype).struct.unnest()
-    cols = []
-    for f in bp.features:
-        s = decoded[f.name]
-        if f.type == "category":
-            mapping = {c: float(i) for i, c in enumerate(f.categories or [])}
-            s = s.replace_strict(mapping, default=None, return_dtype=pl.Float64)
-        cols.append(s.cast(pl.Float64).fill_null(float("nan")).to_numpy())
-    return np.column_stack(cols) if cols else np.empty((len(features_json), 0))
+    """Decode the logged feature JSON into the model's (n, F) float matrix, by the rules the
+    SDK serves with (``looper_pipelines.features``)."""
+    return encode_logged(bp, features_json)
 
 
 @dataclass
