@@ -73,3 +73,22 @@ def test_a_record_without_its_defaulted_features_trains_as_it_served() -> None:
     assert _same(np.array(served), np.array([3.0, 0.0, 30.0, np.nan, 0.0, 2.0, 5.0]))
     trained = feature_matrix(bp, pl.Series(['{"tenure_days": 3.0, "hour_of_day": 5}']))[0]
     assert _same(trained, np.array(served)), trained
+
+
+def test_model_inputs_are_the_features_then_the_action() -> None:
+    from looper_pipelines.features import (
+        ACTION_INPUT,
+        action_grid,
+        categorical_inputs,
+        input_names,
+        with_action,
+    )
+
+    bp = CATALOG["item_recommendation"]
+    assert input_names(bp) == [*bp.feature_names, ACTION_INPUT]
+    assert categorical_inputs(bp)[-1] == ACTION_INPUT
+    assert set(categorical_inputs(bp)[:-1]) == {f.name for f in bp.features if f.type == "category"}
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    grid = action_grid(x, 3)
+    assert grid.tolist() == [[1, 2, 0], [1, 2, 1], [1, 2, 2], [3, 4, 0], [3, 4, 1], [3, 4, 2]]
+    assert with_action(x, np.array([2, 0])).tolist() == [[1, 2, 2], [3, 4, 0]]

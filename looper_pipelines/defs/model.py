@@ -58,6 +58,7 @@ def build_model_assets(use_case: str) -> list[Any]:
         from looper_pipelines.evaluation import plots
         from looper_pipelines.evaluation.holdout import all_examples, crossfitted_data
         from looper_pipelines.evaluation.policy_value import evaluate_policy, uniform_random_value
+        from looper_pipelines.features import input_names
         from looper_pipelines.promotion.flow import policy_params, served_mixing
         from looper_pipelines.registry import CHALLENGER
         from looper_pipelines.training.crossfit import load_crossfit
@@ -78,7 +79,7 @@ def build_model_assets(use_case: str) -> list[Any]:
                 values[f"uniform_random_{est}"] = uniform_random_value(bp, examples.labels, examples.propensity, est)
         figures: dict[str, Any] = {}
         md: dict[str, Any] = {}
-        feature_names = [*bp.feature_names, "action"]
+        feature_names = input_names(bp)
         rows = np.arange(len(examples))
         for label, m in models.items():
             if bp.label(label).kind == "binary":  # out-of-fold predictions of the logged action

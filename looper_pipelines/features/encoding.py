@@ -10,12 +10,14 @@ feature (as a record of an older blueprint lineage is) trains as it would have s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
 from looper_pipelines.blueprints.model import Blueprint, Feature
+
+if TYPE_CHECKING:  # polars is imported where logged records are decoded, not on the request path
+    import polars as pl
 
 NAN = float("nan")
 
@@ -40,6 +42,8 @@ def missing_encoding(f: Feature) -> float:
 
 def encode_logged(bp: Blueprint, features_json: pl.Series) -> np.ndarray:
     """The (n, F) model inputs of logged feature JSON objects, in blueprint order."""
+    import polars as pl
+
     if not bp.features:
         return np.empty((len(features_json), 0))
     dtype = pl.Struct({f.name: (pl.Utf8 if f.type == "category" else pl.Float64) for f in bp.features})

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from looper_pipelines.blueprints.model import Blueprint
+from looper_pipelines.features import input_names
 from looper_pipelines.home import HomeLayout
 from looper_pipelines.policies import Mixing
 from looper_pipelines.promotion.history import PromotionHistory
@@ -235,7 +236,7 @@ def build_version_artifact(layout: HomeLayout, registry: ModelRegistry, bp: Blue
     vid = serving_version_id(champion, bp)
     boosters = registry.load_label_models(champion)
     if not (version_dir(layout, bp.name, vid) / DEPLOYMENT).exists():
-        build_artifact(layout, bp.name, vid, boosters, [*bp.feature_names, "action"], {
+        build_artifact(layout, bp.name, vid, boosters, input_names(bp), {
             "model_version": champion.version,
             "policy_version": policy_version(champion, bp),
             "policy_params": policy_params(champion, bp),

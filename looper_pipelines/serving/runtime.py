@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from looper_pipelines.features import action_grid
 from looper_pipelines.home import HomeLayout
 from looper_pipelines.policies import Mixing, build_policy
 from looper_pipelines.serving.manifest import ArtifactError, verify_artifact
@@ -92,9 +93,7 @@ class ActionScorer:
 
     def score_many(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         n = rows.shape[0]
-        x = np.empty((n * self.n_actions, self.n_features + 1), dtype=np.float64)
-        x[:, :-1] = np.repeat(rows, self.n_actions, axis=0)
-        x[:, -1] = np.tile(self._actions, n)
+        x = action_grid(rows, self.n_actions)
         return {
             label: np.asarray(m.predict(x), dtype=np.float64).reshape(n, self.n_actions)
             for label, m in self.models.items()

@@ -14,9 +14,7 @@ import numpy as np
 import polars as pl
 
 from looper_pipelines.blueprints.model import Blueprint
-from looper_pipelines.features import encode_logged
-
-ACTION_FEATURE = "action"
+from looper_pipelines.features import encode_logged, with_action
 
 
 def load_training_examples(
@@ -54,7 +52,7 @@ class TrainingSet:
 
     @property
     def x_with_action(self) -> np.ndarray:
-        return np.column_stack([self.x, self.action.astype(np.float64)])
+        return with_action(self.x, self.action)
 
     def subset(self, mask: np.ndarray) -> TrainingSet:
         return TrainingSet(

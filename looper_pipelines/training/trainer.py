@@ -10,8 +10,9 @@ import lightgbm as lgb
 import numpy as np
 
 from looper_pipelines.blueprints.model import Blueprint
+from looper_pipelines.features import action_grid, categorical_inputs, input_names
 from looper_pipelines.training.crossfit import CrossFitted, assign_folds
-from looper_pipelines.training.dataset import ACTION_FEATURE, TrainingSet, decided_at_us
+from looper_pipelines.training.dataset import TrainingSet, decided_at_us
 
 
 @dataclass
@@ -95,9 +96,7 @@ def label_task(bp: Blueprint, label: str) -> str:
 def model_inputs(bp: Blueprint) -> tuple[list[str], list[str]]:
     """Input names of every label model (the features, then the action) and the
     categorical ones among them."""
-    names = [*bp.feature_names, ACTION_FEATURE]
-    categorical = [f.name for f in bp.features if f.type == "category"] + [ACTION_FEATURE]
-    return names, categorical
+    return input_names(bp), categorical_inputs(bp)
 
 
 def lgb_params(bp: Blueprint, label: str, seed: int = 0) -> dict[str, Any]:
@@ -227,7 +226,6 @@ def cross_validate(
     best = max(int(booster.best_iteration or len(next(iter(v for k, v in cv.items() if k != "cvbooster")))), 1)
     n_actions = out.shape[1]
     for (_, test), fold_model in zip(splits, booster.boosters, strict=True):
-        grid = np.repeat(x[test], n_actions, axis=0)
-        grid[:, -1] = np.tile(np.arange(n_actions, dtype=np.float64), test.size)
+        grid = action_grid(x[test][:, :-1], n_actions)
         out[test] = fold_model.predict(grid, num_iteration=best).reshape(test.size, n_actions)
     return best
