@@ -16,7 +16,6 @@ import fcntl
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +40,7 @@ from looper_pipelines.logs.records import (
     now_us,
 )
 
-from .conftest import REPO, run_python
+from .conftest import REPO, run_python, start_looper_serve, stop_process
 
 UC = "notification_send"
 FEATURES = {"tenure_days": 12.5, "sessions_last_7d": 3, "hour_of_day": 20, "platform": "ios"}
@@ -241,48 +240,11 @@ def _limit_file_size() -> None:  # runs in the server process before exec
     resource.setrlimit(resource.RLIMIT_FSIZE, (FSIZE_LIMIT, hard))
 
 
-def _start_looper_serve(home: Path, limit_files: bool) -> tuple[subprocess.Popen[str], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "looper_pipelines.cli.main", "serve", "--home", str(home),
-           "--port", str(port), "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd,
-        env=CHILD_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=_limit_file_size if limit_files else None,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"looper serve did not come up: {proc.communicate()[0][-2000:]}")
-        time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.terminate()
-    try:
-        return proc.communicate(timeout=30)[0]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate()[0]
-
-
 def test_storage_failure_over_http_is_a_503_and_a_retry_stores_once(tmp_path: Path) -> None:
     """Over HTTP a log that cannot store the record answers 503 naming the cause (never a
     200 for an observation that was not stored); the retry with the same observation id
     once the fault clears is a 200 and stores exactly one record."""
-    proc, url = _start_looper_serve(tmp_path, limit_files=True)
+    proc, url = start_looper_serve(tmp_path, "--log-level", "warning", env=CHILD_ENV, preexec_fn=_limit_file_size)
     try:
         with httpx.Client(base_url=url, timeout=10) as http:
             r = http.post(
@@ -327,7 +289,7 @@ def test_storage_failure_over_http_is_a_503_and_a_retry_stores_once(tmp_path: Pa
             decided.append(r.json()["decision_id"])
             assert http.get("/healthz").status_code == 200
     finally:
-        out = _stop(proc)
+        out = stop_process(proc)
     assert "storage error" in out
     counts = raw_ids(tmp_path, OBSERVATIONS)
     assert set(counts) == set(acked) and set(counts.values()) == {1}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,8 +24,9 @@ import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
+from assets_tests.conftest import start_looper_serve, stop_process
 from assets_tests.test_http_service import parse_prometheus, serve
-from assets_tests.test_run_command import LOOPER, looper, write_randomised_logs
+from assets_tests.test_run_command import looper, write_randomised_logs
 from looper_pipelines.client import LooperClient
 from looper_pipelines.home import HomeLayout
 from looper_pipelines.registry import CHAMPION, registered_model_name
@@ -286,27 +286,12 @@ def test_http_a_running_server_keeps_its_model_when_a_corrupt_version_is_publish
 
 def test_looper_serve_logs_one_line_and_falls_back(promoted: Promoted, copy: Path) -> None:
     corrupt(copy, promoted.second, "missing_library")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([*LOOPER, "serve", "--home", str(copy), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_looper_serve(copy)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "looper serve did not come up"
-            time.sleep(0.1)
         assert httpx.get(f"{base}/healthz").json()["use_cases"][UC]["state"] == "fallback"
         assert _decide(base)["model_version"] == "1"
     finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        out = stop_process(proc)
     refusals = [line for line in out.splitlines() if promoted.second in line]
     assert len(refusals) == 1, out
     assert "does not verify" in refusals[0] and "is missing" in refusals[0] and promoted.first in refusals[0]

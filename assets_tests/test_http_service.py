@@ -14,8 +14,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
 
+from assets_tests.conftest import start_looper_serve, stop_process
 from looper_pipelines.blueprints import load_catalog
 from looper_pipelines.logs import read_decisions, read_observations
 from looper_pipelines.serving.http import LooperHTTP, build_openapi, create_app
@@ -717,36 +716,10 @@ def test_server_survived(http: httpx.Client) -> None:
 
 # -- the command line ----------------------------------------------------------------------
 def test_looper_serve_command(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = os.environ | {"LOOPER_API_TOKEN": "from-env"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "looper_pipelines.cli.main",
-        "serve",
-        "--home",
-        str(tmp_path),
-        "--port",
-        str(port),
-    ]
-    cmd += ["--header-timeout", "1"]
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc, url = start_looper_serve(tmp_path, "--header-timeout", "1", env=env)
+    port = httpx.URL(url).port
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "looper serve did not come up"
-            time.sleep(0.1)
         body = {"use_case": UC, "subject_id": "cli", "features": FEATURES}
         assert httpx.post(f"{url}/v1/decisions", json=body).status_code == 401
         r = httpx.post(
@@ -759,8 +732,7 @@ def test_looper_serve_command(tmp_path: Path) -> None:
             data, took = _read_until_closed(slow, 10)
             assert _timeout_error(data)["field"] == "headers" and 0.9 < took < 5
     finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        out = stop_process(proc)
     # uvicorn shuts down gracefully, then re-raises the signal it caught
     assert proc.returncode in (0, -signal.SIGTERM), out
     assert "Application shutdown complete" in out

@@ -7,10 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import httpx
 import numpy as np
 import yaml
 
+from assets_tests.conftest import start_looper_serve, stop_process
 from looper_pipelines.blueprints.loader import PACKAGED_CATALOG
 from looper_pipelines.simulation import get_simulator
 
@@ -97,31 +96,15 @@ def test_import_run_and_serve_through_the_command_line(tmp_path: Path) -> None:
     champion = status["champion"]["version"]
     assert status["last_promotion"]["action"] == "promote" and status["serving_version"].startswith(f"m{champion}-")
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "LOOPER_HOME": str(home)}
-    proc = subprocess.Popen([*LOOPER, "serve", "--home", str(home), "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, url = start_looper_serve(home, env={**os.environ, "LOOPER_HOME": str(home)})
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "looper serve did not come up"
-            time.sleep(0.1)
         features = {"tenure_days": 40.0, "hour_of_day": 19, "notif_open_rate": 0.4, "days_since_last_visit": 5.0}
         r = httpx.post(f"{url}/v1/decisions", json={"use_case": uc, "subject_id": "u1", "features": features})
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["model_version"] == champion and set(body["scores"]) == {"click", "unsubscribe"}
     finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+        stop_process(proc)
 
 
 def test_run_exits_3_and_says_why_when_a_gate_keeps_the_challenger_out(tmp_path: Path) -> None:
