@@ -14,6 +14,7 @@ from looper_pipelines.home import HomeLayout
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+PARTITION = "dagster/partition"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 

@@ -41,17 +41,11 @@ class RunOutcome:
 def logged_days(layout: HomeLayout, use_case: str) -> list[str]:
     """Days with compacted decisions of ``use_case`` (after compacting what is sealed)."""
     from looper_pipelines.logs import compact, recover
+    from looper_pipelines.logs.readers import compacted_days
 
     recover(layout.root)
     compact(layout.root, use_case)
-    folder = layout.logs / "decisions" / f"use_case={use_case}"
-    if not folder.is_dir():
-        return []
-    days = []
-    for d in folder.iterdir():
-        if d.is_dir() and d.name.startswith("date=") and any(d.glob("*.parquet")):
-            days.append(d.name.removeprefix("date="))
-    return sorted(days)
+    return compacted_days(layout.logs, "decisions", use_case)
 
 
 def _day(name: str, value: str) -> str:

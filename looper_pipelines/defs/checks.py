@@ -16,22 +16,7 @@ from dagster import (
 from looper_pipelines.blueprints import Blueprint
 from looper_pipelines.defs.metadata import plain_dict
 from looper_pipelines.defs.resources import LooperHome
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-PARTITION = "dagster/partition"
-
-CHECK_DESCRIPTIONS = {
-    "decisions_schema": "The decision log has every column of the record schema.",
-    "decisions_not_null": "No decision lacks its id, time, action, propensity, features or blueprint version.",
-    "decisions_ranges": "Propensities in (0, 1]; actions and action indexes among the blueprint's actions.",
-    "decisions_unique_ids": "No decision id appears twice.",
-    "decisions_volume": "No day's decisions drop below the blueprint's bound (data_checks.max_volume_drop) "
-                        "against the days before it.",
-    "observations_not_before_decision": "No observation is timestamped before its decision (leakage).",
-    "observations_orphan_share": "Few observations name a decision that was never logged.",
-    "label_delay": "Most observations arrive inside their label's window (informational).",
-}
+from looper_pipelines.orchestration import PARTITION, RANGE_END, RANGE_START
 
 
 def run_days(context: AssetCheckExecutionContext) -> tuple[str, str] | None:
@@ -45,28 +30,14 @@ def run_days(context: AssetCheckExecutionContext) -> tuple[str, str] | None:
 
 
 def build_log_checks(bp: Blueprint) -> Any:
-    from looper_pipelines.quality.log_checks import check_names, feature_check_name
+    from looper_pipelines.quality.log_checks import check_specs
 
     use_case = bp.name
     dec_key = AssetKey([use_case, "decision_logs"])
     obs_key = AssetKey([use_case, "observation_logs"])
-    features = {feature_check_name(f.name): f for f in bp.features}
-    dec_checks, obs_checks = check_names(bp)
-
-    max_null = bp.data_checks.max_null_share
-
-    def describe(name: str) -> str:
-        f = features.get(name)
-        if f is None:
-            return CHECK_DESCRIPTIONS[name]
-        return (f"Feature {f.name} as its blueprint declares it: of type {f.type}"
-                + ((", present in every decision" if max_null == 0 else f", missing in at most {max_null:.1%} of decisions")
-                   if f.required else "")
-                + (", one of its categories" if f.categories else "")
-                + (", inside its range" if f.minimum is not None or f.maximum is not None else "") + ".")
-
-    specs = [AssetCheckSpec(n, asset=dec_key, blocking=b, description=describe(n)) for n, b in dec_checks]
-    specs += [AssetCheckSpec(n, asset=obs_key, blocking=b, description=describe(n)) for n, b in obs_checks]
+    dec_checks, obs_checks = check_specs(bp)
+    specs = [AssetCheckSpec(n, asset=dec_key, blocking=b, description=d) for n, b, d in dec_checks]
+    specs += [AssetCheckSpec(n, asset=obs_key, blocking=b, description=d) for n, b, d in obs_checks]
 
     @multi_asset_check(specs=specs, name=f"{use_case}_log_quality")
     def _checks(context: AssetCheckExecutionContext, looper_home: LooperHome):  # type: ignore[no-untyped-def]
@@ -93,8 +64,3 @@ def build_log_checks(bp: Blueprint) -> Any:
 
     return _checks
 
-
-def failed_blocking_checks(home: LooperHome, use_case: str) -> list[str]:
-    from looper_pipelines.quality.outcomes import failed_blocking_checks as failed
-
-    return failed(home.layout, use_case)

@@ -21,13 +21,13 @@ def build_model_assets(use_case: str) -> list[Any]:
                     "refitted on every example); registered in MLflow as the challenger.",
     )
     def trained_model(context: AssetExecutionContext, looper_home: LooperHome, mlflow_tracking: MlflowTracking) -> MaterializeResult:
-        from looper_pipelines.defs.checks import failed_blocking_checks
         from looper_pipelines.evaluation.holdout import all_examples
         from looper_pipelines.promotion.flow import served_mixing
+        from looper_pipelines.quality.outcomes import failed_blocking_checks
         from looper_pipelines.training import train_models
         from looper_pipelines.training.registration import register_challenger
 
-        failed = failed_blocking_checks(looper_home, use_case)
+        failed = failed_blocking_checks(looper_home.layout, use_case)
         if failed:
             raise ValueError(f"not training {use_case}: blocking data-quality checks failed: {failed}")
         bp = looper_home.blueprint(use_case)

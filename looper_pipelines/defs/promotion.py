@@ -5,9 +5,9 @@ from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
-from looper_pipelines.defs.checks import failed_blocking_checks
 from looper_pipelines.defs.partitions import MODEL_STAGE
 from looper_pipelines.defs.resources import LooperHome, MlflowTracking
+from looper_pipelines.quality.outcomes import failed_blocking_checks
 
 
 def build_promotion_assets(use_case: str) -> list[Any]:
@@ -24,7 +24,7 @@ def build_promotion_assets(use_case: str) -> list[Any]:
 
         bp = looper_home.blueprint(use_case)
         result = evaluate_and_promote(looper_home.layout, mlflow_tracking.registry(), bp,
-                                      failed_blocking_checks(looper_home, use_case))
+                                      failed_blocking_checks(looper_home.layout, use_case))
         context.log.info("promotion of %s: %s", use_case, "; ".join(result.get("reasons", [])))
         return MaterializeResult(metadata={
             "promoted": bool(result["promote"]),

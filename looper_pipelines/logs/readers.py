@@ -102,6 +102,11 @@ def parquet_files(logs: Path, kind: str, use_case: str) -> list[Path]:
     return out
 
 
+def compacted_days(logs: Path, kind: str, use_case: str) -> list[str]:
+    """The days (``YYYY-MM-DD``) with compacted records of ``kind`` for ``use_case``."""
+    return sorted({p.parent.name.removeprefix("date=") for p in parquet_files(logs, kind, use_case)})
+
+
 def read_log(home: str | os.PathLike[str] | None, kind: str, use_case: str) -> pl.DataFrame:
     """Every durable record of ``kind`` for ``use_case``, sorted by timestamp then id."""
     sg.check_kind(kind)

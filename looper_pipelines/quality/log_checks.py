@@ -43,13 +43,29 @@ def feature_check_name(feature: str) -> str:
     return f"feature_{feature}"
 
 
-def check_names(bp: Blueprint) -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
-    """(name, blocking) of the checks on decisions and on observations of ``bp``."""
-    decisions = [("decisions_schema", True), ("decisions_not_null", True), ("decisions_ranges", True),
-                 ("decisions_unique_ids", True), ("decisions_volume", True)]
-    decisions += [(feature_check_name(f.name), True) for f in bp.features]
-    observations = [("observations_not_before_decision", True), ("observations_orphan_share", True),
-                    ("label_delay", False)]
+DESCRIPTIONS = {
+    "decisions_schema": "The decision log has every column of the record schema.",
+    "decisions_not_null": "No decision lacks its id, time, action, propensity, features or blueprint version.",
+    "decisions_ranges": "Propensities in (0, 1]; actions and action indexes among the blueprint's actions.",
+    "decisions_unique_ids": "No decision id appears twice.",
+    "decisions_volume": "No day's decisions drop below the blueprint's bound (data_checks.max_volume_drop) "
+                        "against the days before it.",
+    "observations_not_before_decision": "No observation is timestamped before its decision (leakage).",
+    "observations_orphan_share": "Few observations name a decision that was never logged.",
+    "label_delay": "Most observations arrive inside their label's window (informational).",
+}
+
+CheckSpec = tuple[str, bool, str]  # name, blocking, description
+
+
+def check_specs(bp: Blueprint) -> tuple[list[CheckSpec], list[CheckSpec]]:
+    """The checks on decisions and on observations of ``bp``: (name, blocking, description)."""
+    decisions = [(n, True, DESCRIPTIONS[n]) for n in
+                 ("decisions_schema", "decisions_not_null", "decisions_ranges", "decisions_unique_ids", "decisions_volume")]
+    decisions += [(feature_check_name(f.name), True, _feature_description(f, bp.data_checks.max_null_share))
+                  for f in bp.features]
+    observations = [(n, b, DESCRIPTIONS[n]) for n, b in
+                    (("observations_not_before_decision", True), ("observations_orphan_share", True), ("label_delay", False))]
     return decisions, observations
 
 
@@ -194,7 +210,7 @@ class LogQuality:
 
         E = gx.expectations
         if not glob.glob(self.observations_glob):
-            return [CheckOutcome(n, True, b, "no observations yet", {}) for n, b in check_names(self.bp)[1]]
+            return [CheckOutcome(n, True, b, "no observations yet", {}) for n, b, _ in check_specs(self.bp)[1]]
         have_decisions = bool(glob.glob(self.decisions_glob))
         dec = f"read_parquet('{self.decisions_glob}', hive_partitioning=true)" if have_decisions else \
             "(select null::varchar decision_id, null::timestamptz timestamp where false)"
@@ -208,7 +224,7 @@ class LogQuality:
             left join (select decision_id, min(timestamp) as timestamp from {dec} group by 1) d using (decision_id)
         """).df()
         if joined.empty:
-            return [CheckOutcome(n, True, b, "no observations on these days", {}) for n, b in check_names(self.bp)[1]]
+            return [CheckOutcome(n, True, b, "no observations on these days", {}) for n, b, _ in check_specs(self.bp)[1]]
         matched = joined[~joined["orphan"]]
         out = []
         res = run_expectations(matched, [E.ExpectColumnValuesToBeBetween(column="delay_s", min_value=0)])
@@ -231,6 +247,7 @@ class LogQuality:
 
 
 def _feature_description(f: Feature, max_null: float) -> str:
+    """What the blueprint declares of ``f``, as its check tests it."""
     parts = [f"{f.name}: {f.type}"]
     if f.required:
         parts.append("present" if max_null == 0 else f"missing in at most {max_null:.1%}")

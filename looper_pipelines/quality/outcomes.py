@@ -37,10 +37,10 @@ def day_range(first: str, last: str) -> list[str]:
 
 
 def logged_days(layout: HomeLayout, use_case: str) -> list[str]:
-    folder = layout.logs / "decisions" / f"use_case={use_case}"
-    if not folder.is_dir():
-        return []
-    return sorted(d.name.removeprefix("date=") for d in folder.iterdir() if d.name.startswith("date="))
+    """Days with compacted decisions of ``use_case``."""
+    from looper_pipelines.logs.readers import compacted_days
+
+    return compacted_days(layout.logs, "decisions", use_case)
 
 
 def warehouse_days(layout: HomeLayout, use_case: str) -> list[str]:
