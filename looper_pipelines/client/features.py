@@ -9,7 +9,7 @@ from typing import Any
 from looper_pipelines.blueprints.model import Blueprint, Feature
 from looper_pipelines.client.errors import LooperInputError
 from looper_pipelines.errors import shown, shown_key
-from looper_pipelines.features import category_codes, encode_value
+from looper_pipelines.features import category_codes, encode_value, missing_encoding
 
 try:  # the common case of normalise_encode in C (setup.py builds it with a C compiler)
     from looper_pipelines.client import _features
@@ -20,7 +20,6 @@ _KIND_CODES = {"float": 0, "int": 1, "category": 2, "bool": 3}
 
 _MISSING = object()
 _REQUIRED = object()
-NAN = float("nan")
 MAX_SAFE_INT = 2**53  # integers beyond this lose precision as JSON numbers
 _MAX_FLOAT = 1.7976931348623157e308
 
@@ -42,11 +41,10 @@ class FeatureEncoder:
         self._codes = {f.name: category_codes(f) for f in self.features}
         # per feature: what a value of the expected Python type must satisfy to be taken
         # as it is (anything else goes through the full check, which names the problem)
-        # a missing feature: _REQUIRED, or its default and the default's encoding
+        # a missing feature: _REQUIRED, or its default; and its encoding (missing_encoding)
         self._plan = [
             (f.name, f.type, *_fast_bounds(f), self._codes[f.name],
-             _REQUIRED if f.required else f.default,
-             None if f.required else self._encode_value(f, f.default), f)
+             _REQUIRED if f.required else f.default, missing_encoding(f), f)
             for f in self.features
         ]  # fmt: skip
         if _features is not None:
@@ -54,8 +52,7 @@ class FeatureEncoder:
             # convert or to reject) goes to the Python version below
             self.normalise_encode = _features.Encoder(  # type: ignore[method-assign]
                 [(name, _KIND_CODES[kind], float(lo), float(hi), codes or None,
-                  default is _REQUIRED, None if default is _REQUIRED else default,
-                  NAN if default_x is None else float(default_x))
+                  default is _REQUIRED, None if default is _REQUIRED else default, default_x)
                  for name, kind, lo, hi, codes, default, default_x, _ in self._plan],
                 self._normalise_encode,
             )  # fmt: skip

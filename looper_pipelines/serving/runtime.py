@@ -101,10 +101,12 @@ class ActionScorer:
 
 
 def current_version(layout: HomeLayout, use_case: str) -> str | None:
+    """The published version (None when nothing is published or the record is unreadable)."""
     try:
-        return json.loads((layout.serving / use_case / CURRENT).read_text())["version"]
-    except (OSError, ValueError, KeyError, TypeError):
+        doc = read_current(layout, use_case)
+    except ArtifactError:
         return None
+    return None if doc is None else doc["version"]
 
 
 def read_current(layout: HomeLayout, use_case: str) -> dict[str, Any] | None:
